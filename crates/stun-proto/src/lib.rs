@@ -28,15 +28,33 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 extern crate alloc;
 
 pub mod attributes;
 mod builder;
 pub mod credentials;
+pub mod framing;
 mod header;
 mod integrity;
 mod message;
+mod transport;
+
+#[cfg(feature = "std")]
+mod cache;
+#[cfg(feature = "std")]
+pub mod client;
+#[cfg(feature = "std")]
+pub mod nat;
+#[cfg(feature = "std")]
+pub mod server;
+#[cfg(feature = "std")]
+pub mod transaction;
+
+#[cfg(feature = "std")]
+pub use cache::{DEFAULT_RESPONSE_TTL, ResponseCache};
+pub use transport::{Input, Transmit, TransportProtocol};
 
 pub use builder::{BuildError, MessageBuilder};
 pub use header::{Class, HEADER_LEN, MAGIC_COOKIE, MessageType, Method, TransactionId};

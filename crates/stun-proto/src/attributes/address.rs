@@ -167,6 +167,11 @@ address_attribute! {
     /// OTHER-ADDRESS (RFC 5780 §7.4): the server's alternate IP and port.
     OtherAddress = OTHER_ADDRESS, xor: false
 }
+address_attribute! {
+    /// CHANGED-ADDRESS (RFC 3489 §11.2.3): the classic name of OTHER-ADDRESS, still sent by
+    /// some servers; NAT discovery falls back to it.
+    ChangedAddress = CHANGED_ADDRESS, xor: false
+}
 
 #[cfg(test)]
 mod tests {

@@ -16,8 +16,8 @@ mod text;
 mod turn;
 
 pub use address::{
-    AlternateServer, MappedAddress, OtherAddress, ResponseOrigin, XorMappedAddress, XorPeerAddress,
-    XorRelayedAddress,
+    AlternateServer, ChangedAddress, MappedAddress, OtherAddress, ResponseOrigin, XorMappedAddress,
+    XorPeerAddress, XorRelayedAddress,
 };
 pub use credentials::{PasswordAlgorithm, PasswordAlgorithms, PasswordAlgorithmsIter, UserHash};
 pub use error_code::{
