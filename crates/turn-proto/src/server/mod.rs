@@ -1,0 +1,1 @@
+//! The TURN server (RFC 8656), Sans-IO. Being built.
