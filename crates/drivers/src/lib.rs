@@ -1,3 +1,21 @@
 //! std and tokio drivers that give floe's Sans-IO state machines real sockets.
 //!
-//! This crate is being built; see the project issues for its scope.
+//! A driver owns the sockets, reads the clock, draws seeds from the OS, feeds datagrams to a
+//! state machine, sends each [`Transmit`](stun_proto::Transmit) from the socket its `source`
+//! names, and sleeps until the machine's `poll_timeout`, the next datagram or the next
+//! command. There is no protocol logic here: everything a driver decides is about sockets
+//! and time.
+//!
+//! * [`Machine`] is the one trait every floe state machine is driven through.
+//! * [`blocking::Runner`] drives a machine on std threads over any number of UDP sockets.
+//! * [`stun`] has ready-made STUN helpers: query a server, discover NAT behaviour, serve.
+//! * [`net`] binds sockets (with `SO_REUSEPORT` where asked) and lists host addresses.
+#![allow(clippy::disallowed_methods)] // drivers are where the clock and OS randomness live
+
+pub mod blocking;
+mod machine;
+pub mod net;
+pub mod os;
+pub mod stun;
+
+pub use machine::Machine;

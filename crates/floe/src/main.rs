@@ -1,2 +1,67 @@
-//! The `floe` command.
-fn main() {}
+//! The `floe` command: STUN check, NAT discovery, STUN/TURN server, ICE peer, demo.
+#![allow(clippy::disallowed_methods)] // a command-line tool reads the clock
+#![allow(unreachable_pub)] // a binary: `pub` marks what other modules use
+
+mod demo;
+mod nat;
+mod resolve;
+mod server;
+mod stun;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// floe: NAT traversal tools built on floe's Sans-IO STUN, TURN and ICE.
+#[derive(Debug, Parser)]
+#[command(name = "floe", version, propagate_version = true)]
+struct Cli {
+    /// Log to stderr: -v for debug, -vv for trace.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Ask a STUN server for this host's mapped address.
+    Stun(stun::Args),
+    /// Classify the NAT in front of this host (RFC 5780).
+    Nat(nat::Args),
+    /// Run a STUN server.
+    Server(server::Args),
+    /// Show floe working end to end on loopback.
+    Demo(demo::Args),
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Stun(args) => stun::run(args),
+        Command::Nat(args) => nat::run(args),
+        Command::Server(args) => server::run(args),
+        Command::Demo(args) => demo::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("floe: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

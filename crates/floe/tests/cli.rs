@@ -1,0 +1,87 @@
+//! The `floe` binary end to end on loopback.
+
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn floe() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_floe"))
+}
+
+/// Kills the child when dropped, so a failing test leaves no server behind.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn stun_against_floe_server() {
+    let port = free_port();
+    let _server = Killed(
+        floe()
+            .args([
+                "server",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--duration",
+                "20",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The server binds right away; give it a moment, retrying the query.
+    let mut last = None;
+    for _ in 0..20 {
+        let out = floe()
+            .args([
+                "stun",
+                &format!("127.0.0.1:{port}"),
+                "--local",
+                "127.0.0.1:0",
+                "--json",
+                "--rto-ms",
+                "100",
+            ])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(v["mapped"], v["local"], "no NAT on loopback");
+            assert!(v["mapped"].as_str().unwrap().starts_with("127.0.0.1:"));
+            assert_eq!(v["retransmissions"], 0);
+            return;
+        }
+        last = Some(out);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("floe stun never succeeded: {last:?}");
+}
+
+#[test]
+fn demo_succeeds() {
+    let out = floe().arg("demo").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("XOR-MAPPED-ADDRESS"), "{text}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = floe().args(["stun"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = floe().args(["no-such-command"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
