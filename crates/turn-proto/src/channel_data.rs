@@ -41,8 +41,14 @@ impl fmt::Display for ChannelDataError {
         match self {
             ChannelDataError::TooShort => f.write_str("ChannelData shorter than its header"),
             ChannelDataError::BadChannel(n) => write!(f, "channel number {n:#06x} out of range"),
-            ChannelDataError::Truncated { declared, available } => {
-                write!(f, "ChannelData declares {declared} bytes, {available} present")
+            ChannelDataError::Truncated {
+                declared,
+                available,
+            } => {
+                write!(
+                    f,
+                    "ChannelData declares {declared} bytes, {available} present"
+                )
             }
         }
     }
@@ -73,9 +79,15 @@ impl<'a> ChannelData<'a> {
         let declared = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
         let available = buf.len() - HEADER_LEN;
         if declared > available {
-            return Err(ChannelDataError::Truncated { declared, available });
+            return Err(ChannelDataError::Truncated {
+                declared,
+                available,
+            });
         }
-        Ok(ChannelData { channel, data: &buf[HEADER_LEN..HEADER_LEN + declared] })
+        Ok(ChannelData {
+            channel,
+            data: &buf[HEADER_LEN..HEADER_LEN + declared],
+        })
     }
 }
 
@@ -92,7 +104,11 @@ pub fn write_header(header: &mut [u8; HEADER_LEN], channel: u16, data_len: usize
 /// zeros to a multiple of 4 bytes, as stream transports require (RFC 8656 §12.5).
 pub fn encode(channel: u16, data: &[u8], pad: bool) -> Option<Vec<u8>> {
     let total = HEADER_LEN + data.len();
-    let mut out = Vec::with_capacity(if pad { total.next_multiple_of(4) } else { total });
+    let mut out = Vec::with_capacity(if pad {
+        total.next_multiple_of(4)
+    } else {
+        total
+    });
     let mut header = [0u8; HEADER_LEN];
     write_header(&mut header, channel, data.len())?;
     out.extend_from_slice(&header);
@@ -120,12 +136,24 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(ChannelData::parse(&[0x40, 0]), Err(ChannelDataError::TooShort));
-        assert_eq!(ChannelData::parse(&[0x50, 0, 0, 0]), Err(ChannelDataError::BadChannel(0x5000)));
-        assert_eq!(ChannelData::parse(&[0x3f, 0xff, 0, 0]), Err(ChannelDataError::BadChannel(0x3fff)));
+        assert_eq!(
+            ChannelData::parse(&[0x40, 0]),
+            Err(ChannelDataError::TooShort)
+        );
+        assert_eq!(
+            ChannelData::parse(&[0x50, 0, 0, 0]),
+            Err(ChannelDataError::BadChannel(0x5000))
+        );
+        assert_eq!(
+            ChannelData::parse(&[0x3f, 0xff, 0, 0]),
+            Err(ChannelDataError::BadChannel(0x3fff))
+        );
         assert_eq!(
             ChannelData::parse(&[0x40, 0, 0, 9, 1, 2]),
-            Err(ChannelDataError::Truncated { declared: 9, available: 2 })
+            Err(ChannelDataError::Truncated {
+                declared: 9,
+                available: 2
+            })
         );
     }
 
