@@ -12,7 +12,7 @@ use stun_proto::nat::{
 /// Arguments of `floe nat`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A STUN server supporting RFC 5780 (two IP addresses), HOST[:PORT].
+    /// A STUN server supporting RFC 5780 (two IP addresses): HOST:PORT, or HOST for port 3478.
     server: String,
     /// Local address to test from (default: any address, a port chosen by the OS).
     #[arg(long)]

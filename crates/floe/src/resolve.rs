@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 /// The STUN/TURN default port (RFC 8489 §18.5, RFC 8656).
 pub const DEFAULT_PORT: u16 = 3478;
 
-/// Resolves `HOST[:PORT]`, `IP`, `[IPv6]:PORT` or `IPv6`, with `DEFAULT_PORT` when none is
+/// Resolves `HOST:PORT`, `HOST`, `IP`, `[IPv6]:PORT` or `IPv6`, with `DEFAULT_PORT` when none is
 /// given. The first address returned by the resolver is used.
 pub fn resolve(target: &str) -> io::Result<SocketAddr> {
     if let Ok(addr) = target.parse::<SocketAddr>() {

@@ -12,7 +12,7 @@ use stun_proto::transaction::TransactionConfig;
 /// Arguments of `floe stun`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The STUN server, HOST[:PORT] (port 3478 if omitted).
+    /// The STUN server, HOST:PORT, or HOST for port 3478.
     server: String,
     /// Local address to send from (default: any address, a port chosen by the OS).
     #[arg(long)]
