@@ -1,1 +1,363 @@
-//! The TURN client (RFC 8656 §7–§12), Sans-IO. Being built.
+//! The TURN client (RFC 8656 §7–§12), Sans-IO: one allocation on one server.
+//!
+//! * [`config`](ClientConfig): what to ask for.
+//! * `auth`: the long-term credential exchange (401 challenge, 438 Stale Nonce, MD5 or
+//!   SHA-256 keys, PASSWORD-ALGORITHMS, USERHASH, integrity checks).
+//! * `allocation`: Allocate, Refresh, delete, redirect, expiry.
+//! * `permissions`, `channels`: CreatePermission and ChannelBind, refreshed on time.
+//! * `data`: Send/Data indications and ChannelData.
+//! * [`events`](ClientEvent): what the client reports.
+
+mod allocation;
+mod auth;
+mod channels;
+mod config;
+mod data;
+mod events;
+mod permissions;
+mod request;
+mod response;
+
+pub use config::{ClientConfig, DEFAULT_LIFETIME};
+pub use events::{
+    AllocationFailure, AuthFailure, ClientError, ClientEvent, ClientState, ClientStats, ErrorKind,
+    ExpiryReason, Received, RefusedFamily, RequestFailure, SendError, ServerError,
+};
+pub use stun_proto::attributes::AddressFamily;
+
+use allocation::Allocation;
+use auth::Auth;
+use channels::Channels;
+use core::fmt;
+use permissions::Permissions;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use request::{Encoder, Pending};
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+use stun_proto::transaction::{ClientTransactions, StartError, TransactionEvent};
+use stun_proto::{Input, TransactionId, Transmit};
+
+/// A TURN client for one allocation on one server.
+///
+/// # The Sans-IO contract
+/// The client never touches a socket or a clock. The driver owns one socket bound to
+/// [`ClientConfig::local`] and:
+///
+/// * passes every datagram that arrives on it to [`handle_input`](Self::handle_input)
+///   (over TCP/TLS: every frame cut by `stun_proto::framing::StreamFramer`);
+/// * sends what [`poll_transmit`](Self::poll_transmit) returns, from `Transmit::source`;
+/// * calls [`handle_timeout`](Self::handle_timeout) when [`poll_timeout`](Self::poll_timeout)
+///   is reached (early or repeated calls are harmless);
+/// * after any `handle_*` call or command, drains `poll_transmit`, then
+///   [`poll_event`](Self::poll_event), then reads `poll_timeout`.
+///
+/// Time comes only from the `now` arguments and randomness (transaction IDs, channel
+/// numbers) only from the seed, so the same inputs and seed give byte-identical output.
+/// Network input never panics and never returns an error: what is not valid is dropped and
+/// counted in [`stats`](Self::stats).
+///
+/// # Methods
+/// * Construction: [`new`](Self::new) (the first Allocate is queued at once).
+/// * Input: [`handle_input`](Self::handle_input), [`handle_timeout`](Self::handle_timeout),
+///   [`connection_lost`](Self::connection_lost).
+/// * Output: [`poll_transmit`](Self::poll_transmit), [`poll_event`](Self::poll_event),
+///   [`poll_timeout`](Self::poll_timeout).
+/// * Commands: [`create_permission`](Self::create_permission),
+///   [`remove_permission`](Self::remove_permission), [`bind_channel`](Self::bind_channel),
+///   [`send_to`](Self::send_to), [`delete`](Self::delete).
+/// * Getters: [`state`](Self::state), [`relayed_addresses`](Self::relayed_addresses),
+///   [`mapped_address`](Self::mapped_address), [`server`](Self::server),
+///   [`local`](Self::local), [`has_permission`](Self::has_permission),
+///   [`channel`](Self::channel), [`dont_fragment`](Self::dont_fragment),
+///   [`stats`](Self::stats).
+///
+/// # The run loop
+/// ```
+/// # #![allow(clippy::disallowed_methods)]
+/// use std::net::SocketAddr;
+/// use std::time::{Duration, Instant};
+/// use turn_proto::{Input, TransportProtocol};
+/// use turn_proto::client::{Client, ClientConfig, ClientEvent, Received};
+///
+/// let server = "192.0.2.1:3478".parse()?;
+/// let local = "10.0.0.2:50000".parse()?;
+/// let mut now = Instant::now();
+/// let mut client = Client::new(ClientConfig::new(server, local, "user", "secret"), 7, now);
+/// let peer: SocketAddr = "198.51.100.7:4000".parse()?;
+///
+/// for _round in 0..3 {
+///     while let Some(t) = client.poll_transmit() {
+///         // socket.send_to(&t.payload, t.destination) from t.source
+///         assert_eq!((t.source, t.destination), (local, server));
+///     }
+///     while let Some(event) = client.poll_event() {
+///         match event {
+///             ClientEvent::Allocated { relayed, .. } => {
+///                 println!("relayed at {relayed:?}");
+///                 client.create_permission(now, &[peer.ip()])?;
+///             }
+///             ClientEvent::AllocationFailed { reason } => println!("failed: {reason}"),
+///             _ => {}
+///         }
+///     }
+///     let Some(deadline) = client.poll_timeout() else { break };
+///     // Wait for a datagram or the deadline. Datagrams go in like this one:
+///     let datagram = [0x80, 0x60, 0, 0]; // RTP from someone else
+///     let source = "203.0.113.9:5004".parse()?;
+///     let input = Input { transport: TransportProtocol::Udp, source, destination: local, data: &datagram };
+///     match client.handle_input(now, input) {
+///         Received::PeerData { peer, data } => println!("{} bytes from {peer}", data.len()),
+///         Received::NotMine => {} // hand it to the next protocol on the socket
+///         Received::Consumed => {}
+///     }
+///     now = deadline.max(now + Duration::from_millis(1));
+///     client.handle_timeout(now);
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Client {
+    config: ClientConfig,
+    /// The server in use (the configured one, or an alternate after a redirect).
+    server: SocketAddr,
+    /// Servers tried, to bound redirects and refuse loops.
+    visited: Vec<SocketAddr>,
+    state: ClientState,
+    rng: ChaCha20Rng,
+    auth: Auth,
+    transactions: ClientTransactions<Pending>,
+    /// Transactions that got responses with bad integrity (RFC 8489 §9.2.5: if nothing else
+    /// comes, their timeout is reported as an integrity violation).
+    integrity_failed: Vec<TransactionId>,
+    allocation: Option<Allocation>,
+    permissions: Permissions,
+    channels: Channels,
+    /// DONT-FRAGMENT still offered (false after a 420 listing it).
+    dont_fragment: bool,
+    events: VecDeque<ClientEvent>,
+    stats: ClientStats,
+}
+
+/// Leaves out the generator state (it would reveal future transaction IDs) and the password.
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("state", &self.state)
+            .field("server", &self.server)
+            .field("local", &self.config.local)
+            .field("auth", &self.auth)
+            .field("allocation", &self.allocation)
+            .field("permissions", &self.permissions)
+            .field("channels", &self.channels)
+            .field("in_flight", &self.transactions.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client that starts allocating at once: the first Allocate (without credentials,
+    /// RFC 8489 §9.2.3) is ready in [`poll_transmit`](Self::poll_transmit). A configuration
+    /// that RFC 8656 §7.2 would reject ends at once in
+    /// [`AllocationFailure::InvalidConfig`].
+    pub fn new(config: ClientConfig, seed: u64, now: Instant) -> Self {
+        let mut client = Client {
+            server: config.server,
+            visited: vec![config.server],
+            state: ClientState::Allocating,
+            rng: ChaCha20Rng::seed_from_u64(seed),
+            auth: Auth::new(config.username.clone(), config.password.clone()),
+            transactions: ClientTransactions::new(config.transactions.clone()),
+            integrity_failed: Vec::new(),
+            allocation: None,
+            permissions: Permissions::default(),
+            channels: Channels::default(),
+            dont_fragment: config.dont_fragment,
+            events: VecDeque::new(),
+            stats: ClientStats::default(),
+            config,
+        };
+        match client.config.validate() {
+            Ok(()) => client.start_allocate(now),
+            Err(why) => client.fail_allocation(AllocationFailure::InvalidConfig(why)),
+        }
+        client
+    }
+
+    /// Handles a datagram (or stream frame). Returns what it was: not for this client,
+    /// consumed, or peer data borrowed from `input.data`.
+    pub fn handle_input<'a>(&mut self, now: Instant, input: Input<'a>) -> Received<'a> {
+        if input.source != self.server
+            || input.destination != self.config.local
+            || input.transport != self.config.transport
+            || (self.state.is_final() && self.transactions.is_empty())
+        {
+            return Received::NotMine;
+        }
+        // RFC 7983 / RFC 8656 §12: STUN starts with 0–3, ChannelData with 64–79.
+        match input.data.first() {
+            Some(0..=3) => self.handle_stun(now, input),
+            Some(0x40..=0x4F) => self.on_channel_data(input.data),
+            _ => Received::NotMine,
+        }
+    }
+
+    /// Retransmits, times out, refreshes and expires what is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.transactions.handle_timeout(now);
+        while let Some(event) = self.transactions.poll_event() {
+            if let TransactionEvent::TimedOut {
+                transaction_id,
+                context,
+                ..
+            } = event
+            {
+                let failure = match self.take_integrity_failure(&transaction_id) {
+                    true => RequestFailure::IntegrityViolation,
+                    false => RequestFailure::Timeout,
+                };
+                self.on_request_failed(now, context, failure);
+            }
+        }
+        self.run_timers(now);
+    }
+
+    /// The server connection is gone (TCP/TLS): the allocation ends at once, with
+    /// [`AllocationFailure::ConnectionLost`], [`ExpiryReason::ConnectionLost`] or, while
+    /// deleting, [`ClientEvent::Deleted`].
+    pub fn connection_lost(&mut self, _now: Instant) {
+        match self.state {
+            ClientState::Allocating => self.fail_allocation(AllocationFailure::ConnectionLost),
+            ClientState::Allocated => self.expire(ExpiryReason::ConnectionLost),
+            ClientState::Deleting => self.finish_delete(),
+            _ => {}
+        }
+    }
+
+    /// The next datagram to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transactions.poll_transmit()
+    }
+
+    /// The next event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout) next; `None` once nothing more
+    /// can happen without input.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let timers = match (&self.allocation, self.state) {
+            (Some(a), ClientState::Allocated) => [
+                a.next_timeout(),
+                self.permissions.next_timeout(),
+                self.channels.next_timeout(),
+            ],
+            _ => [None; 3],
+        };
+        timers
+            .into_iter()
+            .chain([self.transactions.poll_timeout()])
+            .flatten()
+            .min()
+    }
+
+    /// Where the client is.
+    pub fn state(&self) -> ClientState {
+        self.state
+    }
+
+    /// The relayed transport addresses (empty unless allocated).
+    pub fn relayed_addresses(&self) -> &[SocketAddr] {
+        self.allocation.as_ref().map_or(&[], |a| &a.relayed)
+    }
+
+    /// The client's address as the server saw it, once allocated.
+    pub fn mapped_address(&self) -> Option<SocketAddr> {
+        self.allocation.as_ref().and_then(|a| a.mapped)
+    }
+
+    /// The server in use (differs from the configured one after a redirect).
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+
+    /// The local address the client sends from.
+    pub fn local(&self) -> SocketAddr {
+        self.config.local
+    }
+
+    /// True if Send indications carry DONT-FRAGMENT: configured and not refused by the
+    /// server with 420 (RFC 8656 §7.4).
+    pub fn dont_fragment(&self) -> bool {
+        self.config.dont_fragment && self.dont_fragment
+    }
+
+    /// Counters of what was received and dropped.
+    pub fn stats(&self) -> ClientStats {
+        self.stats
+    }
+
+    /// True if a relayed address has the family of `ip`.
+    fn has_relay_for(&self, ip: IpAddr) -> bool {
+        self.relayed_addresses()
+            .iter()
+            .any(|r| r.is_ipv4() == ip.is_ipv4())
+    }
+
+    /// A datagram from the local address to the server.
+    fn transmit(&self, payload: Vec<u8>) -> Transmit {
+        Transmit {
+            transport: self.config.transport,
+            source: self.config.local,
+            destination: self.server,
+            payload,
+        }
+    }
+
+    /// Encodes and starts a request transaction with a fresh transaction ID.
+    fn start_request(&mut self, now: Instant, mut pending: Pending) -> Result<(), ClientError> {
+        let tid = TransactionId::random(&mut self.rng);
+        let encoder = Encoder {
+            config: &self.config,
+            auth: &self.auth,
+            dont_fragment: self.dont_fragment,
+        };
+        let payload = encoder.encode(tid, &pending.request).map_err(|e| {
+            tracing::debug!(error = %e, "request could not be encoded");
+            ClientError::Encode
+        })?;
+        pending.authenticated = self.auth.is_ready();
+        pending.sent_at = now;
+        let transmit = self.transmit(payload);
+        // A fresh 96-bit random ID colliding is as unlikely as it is harmless to refuse.
+        self.transactions
+            .start(now, tid, transmit, pending)
+            .map_err(|_: StartError| ClientError::TooManyPending)
+    }
+
+    /// Restarts a request after a 401 or 438, with a new transaction ID.
+    fn retry(&mut self, now: Instant, pending: Pending) {
+        if let Err(e) = self.start_request(now, pending.clone()) {
+            tracing::debug!(error = %e, "retry not sent");
+            let failure = RequestFailure::NotSent(e);
+            self.on_request_failed(now, pending, failure);
+        }
+    }
+
+    /// Abandons every transaction in flight.
+    fn cancel_all(&mut self) {
+        self.transactions = ClientTransactions::new(self.config.transactions.clone());
+        self.integrity_failed.clear();
+    }
+
+    fn take_integrity_failure(&mut self, tid: &TransactionId) -> bool {
+        let before = self.integrity_failed.len();
+        self.integrity_failed.retain(|t| t != tid);
+        self.integrity_failed.len() != before
+    }
+}

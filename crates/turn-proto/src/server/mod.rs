@@ -1,1 +1,336 @@
-//! The TURN server (RFC 8656), Sans-IO. Being built.
+//! The TURN server (RFC 8656), Sans-IO.
+//!
+//! See [`Server`] for the contract and the run loop. The parts:
+//!
+//! | module | what |
+//! |---|---|
+//! | `config` | [`ServerConfig`], relay ranges, quotas |
+//! | `auth`, `nonce` | long-term credentials (RFC 8489 §9.2), REST credentials, stateless nonces |
+//! | `table`, `allocation` | the 5-tuple table, permissions and channels, the timer heap |
+//! | `ports` | the logical relay port pool, EVEN-PORT reservations |
+//! | `policy` | which peers may be reached ([`PeerPolicy`]) |
+//! | `allocate`, `requests` | the Allocate, Refresh, CreatePermission and ChannelBind handlers |
+//! | `relay` | the data path: ChannelData, Send and Data indications |
+//! | `stats` | [`ServerStats`] |
+
+mod allocate;
+mod allocation;
+mod auth;
+mod config;
+mod dispatch;
+mod hasher;
+mod io;
+mod lifecycle;
+mod nonce;
+mod policy;
+mod ports;
+mod relay;
+mod requests;
+mod response;
+mod stats;
+mod table;
+mod users;
+
+pub use allocation::FiveTuple;
+pub use auth::rest_credentials;
+pub use config::{
+    CHANNEL_LIFETIME, ConfigError, DEFAULT_LIFETIME, MAX_LIFETIME, PERMISSION_LIFETIME, Quotas,
+    RelayBinding, RelayRange, ServerConfig,
+};
+pub use io::{
+    BindFailure, Datagram, DeleteReason, RelayBoundError, ServerEvent, ServerInput, ServerOutput,
+};
+pub use policy::{IpPrefix, PeerPolicy, PrefixParseError};
+pub use stats::{Drops, ErrorCounts, ServerStats, Traffic};
+
+use allocate::PendingAllocate;
+use auth::{Authenticator, Credentials};
+use hasher::{KeyedMap, KeyedState};
+use nonce::NonceSigner;
+use ports::PortPool;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use stun_proto::credentials::SecurityFeatures;
+use stun_proto::server::{BindingServer, BindingServerConfig};
+use stun_proto::{ResponseCache, Transmit, TransportProtocol};
+use table::Table;
+use users::Users;
+
+/// Milliseconds since the server started: the server's internal clock.
+pub(crate) type Millis = u64;
+
+/// Room for any response the server builds (the largest is a 420 listing 64 attributes).
+const RESPONSE_BUF: usize = 1024;
+/// At most this many types are listed in UNKNOWN-ATTRIBUTES.
+const MAX_UNKNOWN_LISTED: usize = 64;
+
+/// Responses to unauthenticated requests (401, 438, 400, 420) are at most this many bytes
+/// longer than the request plus the realm: ERROR-CODE, NONCE (40 bytes),
+/// PASSWORD-ALGORITHMS, FINGERPRINT and the REALM header. A spoofed request can make the
+/// server send no more than this towards its victim. A Binding response is at most 32
+/// bytes longer than its request (XOR-MAPPED-ADDRESS of an IPv6 client and FINGERPRINT).
+pub const MAX_UNAUTHENTICATED_GROWTH: usize = 100;
+
+/// A Sans-IO TURN server (RFC 8656) with any number of allocations.
+///
+/// It owns no sockets and reads no clock: the driver feeds it datagrams and the time, and
+/// does what it says.
+///
+/// # Methods, by group
+///
+/// * **Construct**: [`new`](Self::new) with a [`ServerConfig`], a seed (all randomness —
+///   nonce secret, relay port choice, reservation tokens, hash keys — comes from a
+///   ChaCha20 generator seeded with it: same inputs and seed, same outputs) and `now`.
+/// * **Input**: [`handle_input`](Self::handle_input) for every datagram that arrives on a
+///   listening socket (from clients) or on a relay socket (from peers; recognised by its
+///   destination lying in a [`RelayRange`] — keep the listening ports outside the relay
+///   ranges); [`handle_timeout`](Self::handle_timeout) when [`poll_timeout`](Self::poll_timeout)
+///   is due (early or repeated calls are harmless); [`relay_bound`](Self::relay_bound) to
+///   report a relay socket bind asked for by [`ServerEvent::BindRelay`];
+///   [`handle_icmp`](Self::handle_icmp) for ICMP errors read from a relay socket.
+/// * **Output**: the return value of `handle_input` — a datagram to relay now, borrowing
+///   the input buffer or the server's scratch buffer — then
+///   [`poll_transmit`](Self::poll_transmit) (STUN responses, owned),
+///   [`poll_event`](Self::poll_event) and [`poll_timeout`](Self::poll_timeout): after every
+///   `handle_*` call or command, drain the transmits, then the events, then read the
+///   timeout.
+/// * **Inspect**: [`stats`](Self::stats), [`allocation_count`](Self::allocation_count).
+///
+/// # The data path
+///
+/// A client's ChannelData is relayed from the input buffer as is (the returned slice points
+/// into it). A peer's datagram for a bound channel becomes ChannelData by writing the
+/// 4-byte header into the input's headroom: receive into `buf[4..]` and pass
+/// `headroom: 4`. Without a channel (or without headroom) the server builds a Data
+/// indication (or the ChannelData) in its reusable scratch buffer: one copy. No allocation,
+/// one hash lookup (client to peer: the 5-tuple) or none (peer to client: the relay port
+/// indexes a flat array).
+///
+/// # Example: the run loop
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use std::time::Instant;
+/// use turn_proto::server::{Server, ServerConfig, RelayRange, ServerEvent, ServerInput, ServerOutput};
+///
+/// # #[allow(clippy::disallowed_methods)]
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut config = ServerConfig::new("example.org");
+/// config.relays.push(RelayRange::dynamic("203.0.113.1".parse()?));
+/// config.add_user("alice", "secret");
+/// let now = Instant::now();
+/// let mut server = Server::new(config, 42, now)?;
+///
+/// // One turn of the driver's loop: a datagram arrived (here a Binding request).
+/// let listen: SocketAddr = "203.0.113.1:3478".parse()?;
+/// let client: SocketAddr = "198.51.100.7:40000".parse()?;
+/// let mut buf = [0u8; 4 + 1500];
+/// let request = [0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+/// buf[4..4 + request.len()].copy_from_slice(&request);
+/// let input = ServerInput::udp_with_headroom(client, listen, &mut buf[..4 + request.len()], 4);
+/// match server.handle_input(now, input) {
+///     ServerOutput::Send(d) => { /* socket(d.source).send_to(d.data, d.destination) */ }
+///     ServerOutput::Handled => {}
+///     _ => {}
+/// }
+/// while let Some(t) = server.poll_transmit() {
+///     // socket(t.source).send_to(&t.payload, t.destination)
+///     assert_eq!(t.destination, client);
+/// }
+/// while let Some(event) = server.poll_event() {
+///     if let ServerEvent::BindRelay { relayed, .. } = event {
+///         // bind a UDP socket on `relayed`, then:
+///         server.relay_bound(now, relayed, Ok(()))?;
+///     }
+/// }
+/// let _sleep_until = server.poll_timeout();
+/// # Ok(())
+/// # }
+/// ```
+pub struct Server {
+    config: ServerConfig,
+    start: Instant,
+    rng: ChaCha20Rng,
+    auth: Authenticator,
+    table: Table,
+    users: Users,
+    ports: PortPool,
+    pending: KeyedMap<u32, PendingAllocate>,
+    binding: BindingServer,
+    cache: ResponseCache,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<ServerEvent>,
+    stats: ServerStats,
+    /// Reused for Data indications and ChannelData that cannot be built in place.
+    scratch: Vec<u8>,
+}
+
+impl core::fmt::Debug for Server {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Server")
+            .field("realm", &self.config.realm)
+            .field("relays", &self.config.relays)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A server with `config`, randomness from `seed`, started at `now`.
+    ///
+    /// Static users' keys are derived here; their passwords and the REST secret are not
+    /// kept in plain form.
+    pub fn new(mut config: ServerConfig, seed: u64, now: Instant) -> Result<Server, ConfigError> {
+        config.validate()?;
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let hasher = KeyedState::new(rng.next_u64(), rng.next_u64());
+        let mut secret = [0u8; 32];
+        rng.fill_bytes(&mut secret);
+        let mut features = SecurityFeatures::PASSWORD_ALGORITHMS;
+        if config.userhash {
+            features = features.union(SecurityFeatures::USERNAME_ANONYMITY);
+        }
+        let auth = Authenticator {
+            credentials: Credentials::new(&config, hasher),
+            nonces: NonceSigner::new(&secret, features),
+        };
+        config.users.clear();
+        config.rest_secret = None;
+        let binding = BindingServer::new(BindingServerConfig {
+            software: None,
+            mapped_address: false,
+            fingerprint: true,
+            alternate: None,
+            max_padding: 0,
+        });
+        Ok(Server {
+            ports: PortPool::new(&config.relays),
+            cache: ResponseCache::new(
+                config.response_cache_capacity,
+                stun_proto::DEFAULT_RESPONSE_TTL,
+            ),
+            config,
+            start: now,
+            rng,
+            auth,
+            table: Table::new(hasher),
+            users: Users::new(hasher),
+            pending: KeyedMap::with_hasher(hasher),
+            binding,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: ServerStats::default(),
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Handles one datagram from a client (on a listening address) or from a peer (on a
+    /// relayed address). Returns a datagram to relay now, if any; STUN responses are queued
+    /// for [`poll_transmit`](Self::poll_transmit). Never fails: what cannot be handled is
+    /// dropped and counted in [`stats`](Self::stats).
+    pub fn handle_input<'a>(
+        &'a mut self,
+        now: Instant,
+        input: ServerInput<'a>,
+    ) -> ServerOutput<'a> {
+        let ServerInput {
+            transport,
+            source,
+            destination,
+            buf,
+            headroom,
+        } = input;
+        if headroom > buf.len() {
+            self.stats.drops.not_turn += 1;
+            return ServerOutput::Handled;
+        }
+        let now_ms = self.millis(now);
+        if self.ports.is_relay_address(destination) {
+            if transport != TransportProtocol::Udp {
+                self.stats.drops.not_turn += 1;
+                return ServerOutput::Handled;
+            }
+            return self.relay_from_peer(now_ms, source, destination, buf, headroom);
+        }
+        let buf: &'a [u8] = buf;
+        let data = &buf[headroom..];
+        let tuple = FiveTuple {
+            client: source,
+            server: destination,
+            transport,
+        };
+        // RFC 7983 / RFC 8656 §12: 0-3 STUN, 64-79 ChannelData, anything else is not ours.
+        match data.first() {
+            Some(0..=3) => self.handle_stun(now, tuple, data),
+            Some(0x40..=0x4f) => self.relay_channel_data(now_ms, &tuple, data),
+            _ => {
+                self.stats.drops.not_turn += 1;
+                ServerOutput::Handled
+            }
+        }
+    }
+
+    /// Runs the timers: expires permissions, channels and allocations, gives up on relay
+    /// binds not reported in time, forgets old cached responses and reservations.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now_ms = self.millis(now);
+        while let Some(id) = self.table.pop_due(now_ms) {
+            if self.pending.contains_key(&id) {
+                self.finish_pending(now_ms, id);
+            } else {
+                self.expire(now_ms, id);
+            }
+        }
+        self.cache.handle_timeout(now);
+        self.ports.handle_timeout(now_ms);
+    }
+
+    /// The next STUN message to send (responses to requests).
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout) next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let own = [self.table.next_timer(), self.ports.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+            .and_then(|ms| self.start.checked_add(Duration::from_millis(ms)));
+        [own, self.cache.poll_timeout()].into_iter().flatten().min()
+    }
+
+    /// Counters, and the allocations, permissions and channels that exist now.
+    pub fn stats(&self) -> ServerStats {
+        ServerStats {
+            allocations: self.table.len(),
+            cached_responses: self.cache.len(),
+            ..self.stats
+        }
+    }
+
+    /// Allocations now (active and waiting for their relay bind).
+    pub fn allocation_count(&self) -> usize {
+        self.table.len()
+    }
+
+    fn millis(&self, now: Instant) -> Millis {
+        now.saturating_duration_since(self.start).as_millis() as Millis
+    }
+
+    fn instant(&self, at: Millis) -> Instant {
+        self.start
+            .checked_add(Duration::from_millis(at))
+            .unwrap_or(self.start)
+    }
+}
