@@ -1,4 +1,7 @@
 //! Shared helpers for floe's simulation and interop tests.
+#![allow(clippy::disallowed_methods)] // tests run real processes and read the clock
+
+pub mod interop;
 
 /// The README's code samples, compiled and run as doctests.
 #[cfg(doctest)]

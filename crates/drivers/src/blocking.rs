@@ -121,6 +121,11 @@ impl<M: Machine> Runner<M> {
         }
     }
 
+    /// Sends one transmit the machine returned directly (rather than queued).
+    pub fn send_transmit(&self, t: &Transmit) {
+        self.send(t);
+    }
+
     fn send(&self, t: &Transmit) {
         if t.transport != TransportProtocol::Udp {
             tracing::warn!(?t, "the blocking runner only has UDP sockets");

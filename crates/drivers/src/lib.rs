@@ -9,6 +9,7 @@
 //! * [`Machine`] is the one trait every floe state machine is driven through.
 //! * [`blocking::Runner`] drives a machine on std threads over any number of UDP sockets.
 //! * [`stun`] has ready-made STUN helpers: query a server, discover NAT behaviour, serve.
+//! * [`turn`] drives a TURN client: a [`Machine`] wrapper and a blocking [`turn::Session`].
 //! * [`net`] binds sockets (with `SO_REUSEPORT` where asked) and lists host addresses.
 #![allow(clippy::disallowed_methods)] // drivers are where the clock and OS randomness live
 
@@ -17,5 +18,6 @@ mod machine;
 pub mod net;
 pub mod os;
 pub mod stun;
+pub mod turn;
 
 pub use machine::Machine;
