@@ -1,4 +1,66 @@
-//! Sans-IO ICE agent (RFC 8445) with trickle (RFC 8838) and consent freshness (RFC 7675).
+//! Sans-IO ICE (RFC 8445) with trickle (RFC 8838), ICE-lite, consent freshness (RFC 7675),
+//! restarts, SDP candidate lines (RFC 8839) and mDNS candidates.
 //!
-//! This crate is being built; see the project issues for its scope.
+//! The [`Agent`] is a state machine: it never touches a socket or a clock and draws its
+//! randomness from a seed, so it runs in any event loop, in a simulator on a virtual clock,
+//! and under a fuzzer. Its documentation shows the run loop. For servers holding thousands
+//! of sessions on one port, [`AgentSet`] routes datagrams to agents (checks by the ufrag in
+//! USERNAME, data by validated remote address) and paces all of them with one [`Pacer`].
+//!
+//! # What is implemented
+//!
+//! * RFC 8445: full and lite agents, controlling and controlled, role-conflict repair;
+//!   host, server-reflexive, peer-reflexive (both sides) and relayed candidates (the agent
+//!   runs `turn_proto` clients and wraps relayed traffic itself); priorities,
+//!   foundations, redundancy; checklists with pruning, the pair limit, foundation-based
+//!   unfreezing across streams, Ta pacing and triggered checks; regular nomination, and
+//!   aggressive nomination from a peer; keepalives; restarts.
+//! * RFC 8838: local candidates as events, remote candidates any time (also before the
+//!   peer's credentials), end-of-candidates both ways.
+//! * RFC 7675: consent checks at randomised intervals, expiry after 30 s.
+//! * RFC 8421: interleaved IPv6/IPv4 local preferences for multihomed hosts.
+//! * RFC 8839: `a=candidate` and the ICE attribute lines ([`sdp`]).
+//! * draft-ietf-mmusic-mdns-ice-candidates: `.local` remote candidates surfaced as
+//!   [`Event::ResolveMdns`].
+//!
+//! Not yet: ICE-TCP (RFC 6544; candidates already carry a transport and a TCP type),
+//! freeing unused candidates (RFC 8445 §8.3), keeping server-reflexive bindings alive through
+//! the STUN server (§5.1.1.4), `a=remote-candidates`. `docs/COMPLIANCE.md` has the
+//! section-by-section table.
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
+#![deny(missing_docs)]
+
+mod agent;
+mod candidate;
+mod check;
+mod checklist;
+mod config;
+mod consent;
+mod demux;
+mod error;
+mod events;
+mod gathering;
+mod pacer;
+mod pair;
+pub mod priority;
+mod relay;
+pub mod sdp;
+mod stats;
+mod stream;
+
+pub use agent::{Agent, PairInfo};
+pub use candidate::{Candidate, CandidateType, Foundation, MAX_FOUNDATION_LEN, TcpType};
+pub use checklist::CheckListState;
+pub use config::{AgentConfig, ConsentConfig, Credentials, CredentialsError, Role, TurnServer};
+pub use demux::{AgentSet, Demux, SessionId, check_ufrag};
+pub use error::{
+    AddCandidateError, AddStreamError, EndOfCandidatesError, MdnsError, RemoteCandidateError,
+    RestartError, SendError,
+};
+pub use events::{ConnectionState, Event, GatheringState, Received, StreamId};
+pub use pacer::Pacer;
+pub use pair::PairState;
+pub use stats::Stats;
+pub use stun_proto::{Input, Transmit, TransportProtocol};

@@ -2,7 +2,7 @@
 
 use crate::attributes::{AttributeType, EncodeAttribute, RawAttribute};
 use crate::header::{HEADER_LEN, MAGIC_COOKIE, MessageType, TransactionId};
-use crate::integrity::{IntegrityKey, fingerprint};
+use crate::integrity::{IntegrityKey, fingerprint_covered};
 use core::fmt;
 
 /// Why a message could not be built.
@@ -80,6 +80,7 @@ pub struct MessageBuilder<'b> {
 
 impl<'b> MessageBuilder<'b> {
     /// Starts a message: writes the header into `buf`.
+    #[inline]
     pub fn new(
         buf: &'b mut [u8],
         mtype: MessageType,
@@ -143,7 +144,7 @@ impl<'b> MessageBuilder<'b> {
         let at = self.len;
         self.reserve(AttributeType::MESSAGE_INTEGRITY, 20)?;
         // The length field already counts this attribute, as the HMAC input requires.
-        let mac = key.sha1(&[&self.buf[..at]]);
+        let mac = key.sha1_covered(self.buf, at, self.length_field());
         self.buf[at + 4..at + 24].copy_from_slice(&mac);
         self.stage = Stage::AfterMi;
         Ok(self)
@@ -172,7 +173,7 @@ impl<'b> MessageBuilder<'b> {
         }
         let at = self.len;
         self.reserve(AttributeType::MESSAGE_INTEGRITY_SHA256, len)?;
-        let mac = key.sha256(&[&self.buf[..at]]);
+        let mac = key.sha256_covered(self.buf, at, self.length_field());
         self.buf[at + 4..at + 4 + len].copy_from_slice(&mac[..len]);
         self.stage = Stage::AfterMi256;
         Ok(self)
@@ -185,16 +186,22 @@ impl<'b> MessageBuilder<'b> {
         }
         let at = self.len;
         self.reserve(AttributeType::FINGERPRINT, 4)?;
-        let crc = fingerprint(&[&self.buf[..at]]);
+        let crc = fingerprint_covered(self.buf, at, self.length_field());
         self.buf[at + 4..at + 8].copy_from_slice(&crc.to_be_bytes());
         self.stage = Stage::AfterFingerprint;
         Ok(self)
     }
 
     /// The finished message.
+    #[inline]
     pub fn finish(self) -> &'b [u8] {
         let MessageBuilder { buf, len, .. } = self;
         &buf[..len]
+    }
+
+    /// The header's length field for the message so far.
+    fn length_field(&self) -> u16 {
+        (self.len - HEADER_LEN) as u16
     }
 
     fn order_error(&self) -> BuildError {
@@ -206,6 +213,7 @@ impl<'b> MessageBuilder<'b> {
 
     /// Writes an attribute header and the padding, updates the length field, and returns the
     /// value's slot.
+    #[inline]
     fn reserve(
         &mut self,
         attr_type: AttributeType,
@@ -213,22 +221,28 @@ impl<'b> MessageBuilder<'b> {
     ) -> Result<&mut [u8], BuildError> {
         let value_len16 = u16::try_from(value_len).map_err(|_| BuildError::TooLong)?;
         let padded = (value_len + 3) & !3;
-        let end = self.len + 4 + padded;
-        if end - HEADER_LEN > usize::from(u16::MAX) {
-            return Err(BuildError::TooLong);
-        }
+        let at = self.len;
+        let end = at + 4 + padded;
+        let length = u16::try_from(end - HEADER_LEN).map_err(|_| BuildError::TooLong)?;
         if end > self.buf.len() {
             return Err(BuildError::BufferTooSmall {
                 needed: end,
                 available: self.buf.len(),
             });
         }
-        let at = self.len;
-        self.buf[at..at + 2].copy_from_slice(&attr_type.0.to_be_bytes());
-        self.buf[at + 2..at + 4].copy_from_slice(&value_len16.to_be_bytes());
-        self.buf[at + 4 + value_len..end].fill(0);
+        let buf = &mut *self.buf;
+        buf[2..4].copy_from_slice(&length.to_be_bytes());
+        let slot = &mut buf[at..end];
+        let [t0, t1] = attr_type.0.to_be_bytes();
+        let [l0, l1] = value_len16.to_be_bytes();
+        slot[..4].copy_from_slice(&[t0, t1, l0, l1]);
+        if padded != value_len {
+            // Zero the last word; the value then overwrites all but its padding. A fixed
+            // 4-byte store, where filling 1-3 bytes would be a call to memset.
+            let last = slot.len() - 4;
+            slot[last..].copy_from_slice(&[0; 4]);
+        }
         self.len = end;
-        self.buf[2..4].copy_from_slice(&((end - HEADER_LEN) as u16).to_be_bytes());
-        Ok(&mut self.buf[at + 4..at + 4 + value_len])
+        Ok(&mut slot[4..4 + value_len])
     }
 }

@@ -51,6 +51,7 @@ impl IntegrityKey {
     }
 
     /// HMAC-SHA1 over the concatenation of `parts`.
+    #[cfg(test)]
     pub(crate) fn sha1(&self, parts: &[&[u8]]) -> [u8; 20] {
         let mut mac = self.sha1.clone();
         for p in parts {
@@ -60,6 +61,7 @@ impl IntegrityKey {
     }
 
     /// HMAC-SHA256 over the concatenation of `parts`.
+    #[cfg(test)]
     pub(crate) fn sha256(&self, parts: &[&[u8]]) -> [u8; 32] {
         let mut mac = self.sha256.clone();
         for p in parts {
@@ -67,6 +69,39 @@ impl IntegrityKey {
         }
         mac.finalize().into_bytes().into()
     }
+
+    /// HMAC-SHA1 over `msg[..at]` with the header's length field read as `length`: the input of
+    /// an integrity attribute at offset `at` (RFC 8489 §14.5).
+    pub(crate) fn sha1_covered(&self, msg: &[u8], at: usize, length: u16) -> [u8; 20] {
+        let mut mac = self.sha1.clone();
+        update_covered(&mut mac, msg, at, length);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// HMAC-SHA256 over `msg[..at]` with the header's length field read as `length`
+    /// (RFC 8489 §14.6).
+    pub(crate) fn sha256_covered(&self, msg: &[u8], at: usize, length: u16) -> [u8; 32] {
+        let mut mac = self.sha256.clone();
+        update_covered(&mut mac, msg, at, length);
+        mac.finalize().into_bytes().into()
+    }
+}
+
+/// The hash input of an integrity attribute at `at` is the message up to it, with the length
+/// field rewritten to end at that attribute. When the attribute is the last one (always, when
+/// building) the field already says so and the bytes are hashed as they are, in one call;
+/// otherwise the patched field goes in between the type field and the rest. (Copying and
+/// patching the first block instead measured no faster.)
+fn update_covered(mac: &mut impl Mac, msg: &[u8], at: usize, length: u16) {
+    let field = length.to_be_bytes();
+    let covered = &msg[..at];
+    if covered.get(2..4) == Some(field.as_slice()) {
+        mac.update(covered);
+        return;
+    }
+    mac.update(&covered[..2]);
+    mac.update(&field);
+    mac.update(&covered[4..]);
 }
 
 fn keyed<M: Mac + hmac::digest::KeyInit>(key: &[u8]) -> M {
@@ -84,17 +119,58 @@ impl fmt::Debug for IntegrityKey {
 }
 
 /// Compares two MACs in constant time (no early exit on the first differing byte).
+///
+/// The bytes are folded eight at a time into one difference word with xor and or, which has no
+/// data-dependent branch, and only that word goes through `subtle` (one optimisation barrier
+/// instead of one per byte).
 pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && bool::from(a.ct_eq(b))
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut diff = 0u64;
+    let (mut wa, mut wb) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (x, y) in (&mut wa).zip(&mut wb) {
+        diff |= word(x) ^ word(y);
+    }
+    for (x, y) in wa.remainder().iter().zip(wb.remainder()) {
+        diff |= u64::from(x ^ y);
+    }
+    bool::from(diff.ct_eq(&0))
+}
+
+/// Eight bytes as a word (native order: only compared for equality).
+fn word(b: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(b);
+    u64::from_ne_bytes(w)
 }
 
 /// The FINGERPRINT value over the concatenation of `parts`.
+#[cfg(test)]
 pub(crate) fn fingerprint(parts: &[&[u8]]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     for p in parts {
         h.update(p);
     }
     h.finalize() ^ FINGERPRINT_XOR
+}
+
+/// The FINGERPRINT value of an attribute at `at`: the CRC of `msg[..at]` with the header's
+/// length field read as `length` (RFC 8489 §14.7). FINGERPRINT is normally last, so the field
+/// already matches and the CRC runs over the bytes as they are in one call.
+pub(crate) fn fingerprint_covered(msg: &[u8], at: usize, length: u16) -> u32 {
+    let msg = &msg[..at];
+    let field = length.to_be_bytes();
+    let crc = match (msg.get(..4), msg.get(4..)) {
+        (Some(head), Some(rest)) if head[2..] != field => {
+            let mut h = crc32fast::Hasher::new();
+            h.update(&[head[0], head[1], field[0], field[1]]);
+            h.update(rest);
+            h.finalize()
+        }
+        _ => crc32fast::hash(msg),
+    };
+    crc ^ FINGERPRINT_XOR
 }
 
 #[cfg(test)]
@@ -112,6 +188,41 @@ mod tests {
     fn long_keys_are_hashed_not_rejected() {
         let k = IntegrityKey::new(&[7u8; 200]);
         assert_ne!(k.sha1(&[b"x"]), IntegrityKey::new(&[7u8; 10]).sha1(&[b"x"]));
+    }
+
+    #[test]
+    fn constant_time_compare_every_position() {
+        let a: [u8; 32] = core::array::from_fn(|i| i as u8);
+        for len in [0, 1, 7, 8, 9, 16, 20, 28, 32] {
+            assert!(ct_eq(&a[..len], &a[..len]));
+            for i in 0..len {
+                let mut b = a;
+                b[i] ^= 0x80;
+                assert!(!ct_eq(&a[..len], &b[..len]), "len {len} byte {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn covered_input_patches_the_length_field() {
+        let k = IntegrityKey::new(b"key");
+        for len in [20usize, 24, 60, 64, 68, 100, 140] {
+            let msg: alloc::vec::Vec<u8> = (0..len as u8).collect();
+            let mut patched = msg.clone();
+            patched[2..4].copy_from_slice(&0x1234u16.to_be_bytes());
+            assert_eq!(k.sha1_covered(&msg, len, 0x1234), k.sha1(&[&patched]));
+            assert_eq!(k.sha256_covered(&msg, len, 0x1234), k.sha256(&[&patched]));
+            assert_eq!(
+                fingerprint_covered(&msg, len, 0x1234),
+                fingerprint(&[&patched])
+            );
+            // Already matching: hashed as is.
+            assert_eq!(k.sha1_covered(&patched, len, 0x1234), k.sha1(&[&patched]));
+            assert_eq!(
+                fingerprint_covered(&patched, len, 0x1234),
+                fingerprint(&[&patched])
+            );
+        }
     }
 
     #[test]

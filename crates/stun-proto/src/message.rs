@@ -4,7 +4,7 @@
 use crate::attributes::{Attribute, AttributeError, AttributeType, RawAttribute, be16, be32};
 use crate::attributes::{MessageIntegrity, MessageIntegritySha256};
 use crate::header::{Class, HEADER_LEN, MAGIC_COOKIE, MessageType, Method, TransactionId};
-use crate::integrity::{IntegrityKey, ct_eq, fingerprint};
+use crate::integrity::{IntegrityKey, ct_eq, fingerprint_covered};
 use core::fmt;
 
 /// Why a buffer is not a valid STUN message.
@@ -186,23 +186,27 @@ impl<'a> Message<'a> {
             mi256: 0,
             fp: 0,
         };
+        // `total` and every step are multiples of 4, so an attribute header always fits
+        // before `total`; only its value can overflow.
         let mut at = HEADER_LEN;
-        while at < total {
-            if total - at < 4 {
-                return Err(ParseError::AttributeOverflow {
-                    attr: AttributeType(0),
-                    offset: at,
-                });
-            }
-            let attr = AttributeType(be16(buf, at));
-            let len = usize::from(be16(buf, at + 2));
-            let padded = (len + 3) & !3;
-            if at + 4 + padded > total {
+        while let Some(&[t0, t1, l0, l1]) = buf.get(at..at + 4) {
+            let attr = AttributeType(u16::from_be_bytes([t0, t1]));
+            let len = usize::from(u16::from_be_bytes([l0, l1]));
+            let next = at + 4 + ((len + 3) & !3);
+            if next > total {
                 return Err(ParseError::AttributeOverflow { attr, offset: at });
             }
-            msg.note_attribute(attr, len, at)?;
-            at += 4 + padded;
+            if matches!(
+                attr,
+                AttributeType::MESSAGE_INTEGRITY
+                    | AttributeType::MESSAGE_INTEGRITY_SHA256
+                    | AttributeType::FINGERPRINT
+            ) {
+                msg.note_attribute(attr, len, at)?;
+            }
+            at = next;
         }
+        debug_assert_eq!(at, total);
         Ok(msg)
     }
 
@@ -270,6 +274,7 @@ impl<'a> Message<'a> {
     }
 
     /// The transaction ID.
+    #[inline]
     pub fn transaction_id(&self) -> TransactionId {
         let mut id = [0u8; 12];
         id.copy_from_slice(&self.buf[8..HEADER_LEN]);
@@ -287,6 +292,7 @@ impl<'a> Message<'a> {
     }
 
     /// The value of the first attribute of type `attr`, raw.
+    #[inline]
     pub fn raw(&self, attr: AttributeType) -> Option<&'a [u8]> {
         let at = match attr {
             AttributeType::MESSAGE_INTEGRITY => self.mi,
@@ -303,6 +309,7 @@ impl<'a> Message<'a> {
     }
 
     /// Decodes the first attribute of type `A`; `Ok(None)` if absent.
+    #[inline]
     pub fn get<A: Attribute<'a>>(&self) -> Result<Option<A>, AttributeError> {
         match self.raw(A::TYPE) {
             Some(value) => A::decode(value, &self.transaction_id()).map(Some),
@@ -311,6 +318,7 @@ impl<'a> Message<'a> {
     }
 
     /// Decodes the first attribute of type `A`; [`AttributeError::Missing`] if absent.
+    #[inline]
     pub fn require<A: Attribute<'a>>(&self) -> Result<A, AttributeError> {
         self.get::<A>()?.ok_or(AttributeError::Missing(A::TYPE))
     }
@@ -342,6 +350,7 @@ impl<'a> Message<'a> {
     /// Verifies message integrity with `key` the way RFC 8489 §9.1.3 and §9.2.4 say: with
     /// MESSAGE-INTEGRITY-SHA256 if present, else MESSAGE-INTEGRITY. The comparison is
     /// constant-time. Returns which attribute was checked.
+    #[inline]
     pub fn verify_integrity(&self, key: &IntegrityKey) -> Result<IntegrityAlgorithm, VerifyError> {
         if self.mi256 != 0 {
             self.verify_message_integrity_sha256(key)
@@ -353,12 +362,12 @@ impl<'a> Message<'a> {
     }
 
     /// Verifies MESSAGE-INTEGRITY (HMAC-SHA1) only.
+    #[inline]
     pub fn verify_message_integrity(&self, key: &IntegrityKey) -> Result<(), VerifyError> {
         if self.mi == 0 {
             return Err(VerifyError::NoIntegrity);
         }
-        let (a, b, c) = self.covered(self.mi, 20);
-        let mac = key.sha1(&[a, &b, c]);
+        let mac = key.sha1_covered(self.buf, self.mi, self.covered_length(self.mi, 20));
         match ct_eq(&mac, self.value_at(self.mi)) {
             true => Ok(()),
             false => Err(VerifyError::IntegrityMismatch),
@@ -371,8 +380,8 @@ impl<'a> Message<'a> {
             return Err(VerifyError::NoIntegrity);
         }
         let value = self.value_at(self.mi256);
-        let (a, b, c) = self.covered(self.mi256, value.len());
-        let mac = key.sha256(&[a, &b, c]);
+        let length = self.covered_length(self.mi256, value.len());
+        let mac = key.sha256_covered(self.buf, self.mi256, length);
         match ct_eq(&mac[..value.len()], value) {
             true => Ok(()),
             false => Err(VerifyError::IntegrityMismatch),
@@ -380,27 +389,28 @@ impl<'a> Message<'a> {
     }
 
     /// Verifies FINGERPRINT (RFC 8489 §14.7).
+    #[inline]
     pub fn verify_fingerprint(&self) -> Result<(), VerifyError> {
         if self.fp == 0 {
             return Err(VerifyError::NoFingerprint);
         }
-        let (a, b, c) = self.covered(self.fp, 4);
         let expected = be32(self.value_at(self.fp), 0);
-        match fingerprint(&[a, &b, c]) == expected {
+        let length = self.covered_length(self.fp, 4);
+        match fingerprint_covered(self.buf, self.fp, length) == expected {
             true => Ok(()),
             false => Err(VerifyError::FingerprintMismatch),
         }
     }
 
-    /// The bytes an integrity or fingerprint attribute at `at` covers, in three pieces: the
-    /// type field, the length field rewritten to end at that attribute (RFC 8489 §14.5),
-    /// and the rest of the message up to the attribute.
-    fn covered(&self, at: usize, value_len: usize) -> (&'a [u8], [u8; 2], &'a [u8]) {
-        let length = (at + 4 + value_len - HEADER_LEN) as u16;
-        (&self.buf[..2], length.to_be_bytes(), &self.buf[4..at])
+    /// The length field as an integrity or fingerprint attribute at `at` sees it: ending at
+    /// that attribute (RFC 8489 §14.5). The hash covers the message up to `at` with this length.
+    #[inline]
+    fn covered_length(&self, at: usize, value_len: usize) -> u16 {
+        (at + 4 + value_len - HEADER_LEN) as u16
     }
 
     /// The value of the attribute whose header is at `at` (validated by `parse`).
+    #[inline]
     fn value_at(&self, at: usize) -> &'a [u8] {
         let len = usize::from(be16(self.buf, at + 2));
         &self.buf[at + 4..at + 4 + len]

@@ -322,17 +322,25 @@ macro_rules! int_attribute {
         }
 
         impl $crate::attributes::EncodeAttribute for $name {
+            #[inline]
             fn attribute_type(&self) -> $crate::attributes::AttributeType {
                 $crate::attributes::AttributeType::$attr
             }
 
+            #[inline]
             fn value_len(&self) -> usize {
                 $len
             }
 
+            #[inline]
             fn encode_value(&self, out: &mut [u8], _: &$crate::header::TransactionId) {
-                out.fill(0);
-                out[..core::mem::size_of::<$ty>()].copy_from_slice(&self.0.to_be_bytes());
+                // `out` is exactly `$len` bytes: write the integer, then zero any RFFU tail
+                // (never an unconditional `fill`, which is a call to memset).
+                let (int, rest) = out.split_at_mut(core::mem::size_of::<$ty>());
+                int.copy_from_slice(&self.0.to_be_bytes());
+                if !rest.is_empty() {
+                    rest.fill(0);
+                }
             }
         }
     };
@@ -358,14 +366,17 @@ macro_rules! flag_attribute {
         }
 
         impl $crate::attributes::EncodeAttribute for $name {
+            #[inline]
             fn attribute_type(&self) -> $crate::attributes::AttributeType {
                 $crate::attributes::AttributeType::$attr
             }
 
+            #[inline]
             fn value_len(&self) -> usize {
                 0
             }
 
+            #[inline]
             fn encode_value(&self, _: &mut [u8], _: &$crate::header::TransactionId) {}
         }
     };

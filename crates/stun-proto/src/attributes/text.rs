@@ -87,14 +87,17 @@ macro_rules! text_attribute {
         }
 
         impl EncodeAttribute for $name<'_> {
+            #[inline]
             fn attribute_type(&self) -> AttributeType {
                 AttributeType::$attr
             }
 
+            #[inline]
             fn value_len(&self) -> usize {
                 self.0.len()
             }
 
+            #[inline]
             fn encode_value(&self, out: &mut [u8], _: &TransactionId) {
                 out.copy_from_slice(self.0.as_bytes());
             }

@@ -1,0 +1,244 @@
+//! The agent's side of relayed candidates: allocations, permissions and wrapping through
+//! the TURN clients (RFC 8445 §5.1.1.2, §7.2.1, §12.1).
+
+use super::Agent;
+use crate::candidate::{Candidate, CandidateType, is_redundant};
+use crate::events::Received;
+use crate::priority::{candidate_priority, local_preference};
+use crate::relay::Relay;
+use crate::stream::LocalCandidate;
+use rand_core::Rng;
+use std::net::SocketAddr;
+use std::time::Instant;
+use stun_proto::Input;
+use stun_proto::TransportProtocol;
+use stun_proto::transaction::TransactionConfig;
+use turn_proto::client::{Client, ClientConfig, ClientEvent};
+
+impl Agent {
+    /// A datagram from a TURN server to one of our TURN clients: peer data (a check, a
+    /// response or application data) goes on as if it had arrived on the relayed address
+    /// (RFC 8445 §7.3.1.2: the source is the peer as the TURN server saw it).
+    pub(super) fn handle_relay_input<'a>(
+        &mut self,
+        now: Instant,
+        relay: u8,
+        input: Input<'a>,
+    ) -> Received<'a> {
+        let received = self.relays.handle_input(relay, now, input);
+        let result = match received {
+            turn_proto::client::Received::PeerData { peer, data } => {
+                let relayed = self
+                    .relays
+                    .get(relay)
+                    .and_then(|r| Some((r.stream, r.candidate?)))
+                    .and_then(|(s, c)| self.streams.get(usize::from(s))?.local.get(usize::from(c)))
+                    .map(|l| l.cand.base);
+                match relayed {
+                    Some(socket) => self.handle_datagram(now, socket, peer, Some(relay), data),
+                    None => Received::Consumed,
+                }
+            }
+            turn_proto::client::Received::Consumed => Received::Consumed,
+            turn_proto::client::Received::NotMine => {
+                return self.handle_datagram(
+                    now,
+                    input.destination,
+                    input.source,
+                    None,
+                    input.data,
+                );
+            }
+        };
+        self.drain_relay_events(now);
+        self.update_states(now);
+        result
+    }
+
+    /// Timers of the TURN clients.
+    pub(super) fn relays_timeout(&mut self, now: Instant) {
+        self.relays.handle_timeout(now);
+        self.drain_relay_events(now);
+    }
+
+    /// RFC 8445 §5.1.1.2: an allocation from a new host candidate on each TURN server of its
+    /// address family.
+    pub(super) fn start_relays(
+        &mut self,
+        now: Instant,
+        stream: usize,
+        host: u16,
+        address: SocketAddr,
+    ) {
+        let servers: Vec<(usize, crate::config::TurnServer)> = self
+            .config
+            .turn_servers
+            .iter()
+            .cloned()
+            .enumerate()
+            .filter(|(_, t)| {
+                t.server.is_ipv4() == address.is_ipv4() && t.transport == TransportProtocol::Udp
+            })
+            .take(256)
+            .collect();
+        for (i, server) in servers {
+            let mut config =
+                ClientConfig::new(server.server, address, server.username, server.password);
+            config.transactions = TransactionConfig {
+                initial_rto: self.config.min_rto,
+                ..TransactionConfig::default()
+            };
+            // A child seed from our generator keeps the client deterministic.
+            let seed = self.rng.next_u64();
+            let relay = Relay {
+                client: Client::new(config, seed, now),
+                stream: stream as u16,
+                host,
+                server_index: i as u8,
+                candidate: None,
+                settled: false,
+            };
+            if self.relays.push(relay).is_some() {
+                self.gathering.expected += 1;
+            }
+        }
+        self.drain_relay_events(now);
+    }
+
+    pub(super) fn drain_relay_events(&mut self, now: Instant) {
+        while let Some((relay, event)) = self.relays.poll_event() {
+            self.on_relay_event(now, relay, event);
+        }
+    }
+
+    fn on_relay_event(&mut self, now: Instant, relay: u8, event: ClientEvent) {
+        match event {
+            ClientEvent::Allocated {
+                relayed, mapped, ..
+            } => self.on_allocated(now, relay, &relayed, mapped),
+            ClientEvent::AllocationFailed { reason } => {
+                tracing::debug!(%reason, "TURN allocation failed");
+                if let Some(r) = self.relays.get_mut(relay) {
+                    r.settled = true;
+                }
+            }
+            ClientEvent::Expired { .. } => {
+                tracing::debug!(relay, "TURN allocation expired");
+            }
+            _ => {}
+        }
+    }
+
+    /// A relayed candidate (its base is itself, its related address the mapped address),
+    /// and the server-reflexive candidate the Allocate response reveals (RFC 8445 §5.1.1.2).
+    fn on_allocated(
+        &mut self,
+        now: Instant,
+        relay: u8,
+        relayed: &[SocketAddr],
+        mapped: Option<SocketAddr>,
+    ) {
+        let Some(r) = self.relays.get_mut(relay) else {
+            return;
+        };
+        r.settled = true;
+        let (stream, host, server_index) = (usize::from(r.stream), r.host, r.server_index);
+        let server = r.client.server();
+        let Some(base) = self
+            .streams
+            .get(stream)
+            .and_then(|s| s.local.get(usize::from(host)))
+            .cloned()
+        else {
+            return;
+        };
+        let Some(&address) = relayed
+            .iter()
+            .find(|a| a.is_ipv4() == base.cand.address.is_ipv4())
+        else {
+            return;
+        };
+        // RFC 8445 §5.1.1.2: a relayed candidate identical to a host candidate is discarded.
+        let duplicate = self
+            .streams
+            .iter()
+            .flat_map(|s| &s.local)
+            .any(|l| l.cand.address == address);
+        if !duplicate {
+            let foundation = self.foundation_for(
+                CandidateType::Relayed,
+                address.ip(),
+                Some(server.ip()),
+                base.cand.transport,
+            );
+            let lp = local_preference(base.rank, server_index);
+            let cand = Candidate {
+                kind: CandidateType::Relayed,
+                address,
+                base: address,
+                related: mapped,
+                priority: candidate_priority(CandidateType::Relayed, lp, base.cand.component),
+                foundation,
+                ..base.cand
+            };
+            let index = self.push_local(
+                stream,
+                LocalCandidate {
+                    cand,
+                    relay: Some(relay),
+                    rank: base.rank,
+                },
+            );
+            if let Some(r) = self.relays.get_mut(relay) {
+                r.candidate = Some(index);
+            }
+        }
+        if let Some(mapped) = mapped {
+            self.add_turn_srflx(stream, &base, server, server_index, mapped);
+        }
+        self.update_states(now);
+    }
+
+    fn add_turn_srflx(
+        &mut self,
+        stream: usize,
+        base: &LocalCandidate,
+        server: SocketAddr,
+        server_index: u8,
+        mapped: SocketAddr,
+    ) {
+        let slot = self
+            .config
+            .stun_servers
+            .len()
+            .saturating_add(1 + usize::from(server_index));
+        let lp = local_preference(base.rank, u8::try_from(slot).unwrap_or(u8::MAX));
+        let foundation = self.foundation_for(
+            CandidateType::ServerReflexive,
+            base.cand.base.ip(),
+            Some(server.ip()),
+            base.cand.transport,
+        );
+        let cand = Candidate {
+            kind: CandidateType::ServerReflexive,
+            address: mapped,
+            related: Some(base.cand.base),
+            priority: candidate_priority(CandidateType::ServerReflexive, lp, base.cand.component),
+            foundation,
+            ..base.cand
+        };
+        let redundant = self
+            .streams
+            .get(stream)
+            .is_some_and(|s| s.local.iter().any(|l| is_redundant(&l.cand, &cand)));
+        if !redundant {
+            self.push_local(
+                stream,
+                LocalCandidate {
+                    cand,
+                    ..base.clone()
+                },
+            );
+        }
+    }
+}

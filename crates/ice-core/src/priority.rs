@@ -1,0 +1,138 @@
+//! Priority arithmetic: candidate priorities (RFC 8445 §5.1.2), local preferences for
+//! multihomed and dual-stack hosts (RFC 8421), and pair priorities (RFC 8445 §6.1.2.3).
+
+use crate::candidate::CandidateType;
+use std::net::IpAddr;
+
+/// RFC 8445 §5.1.2.2: the recommended type preferences.
+pub const fn type_preference(kind: CandidateType) -> u32 {
+    match kind {
+        CandidateType::Host => 126,
+        CandidateType::PeerReflexive => 110,
+        CandidateType::ServerReflexive => 100,
+        CandidateType::Relayed => 0,
+    }
+}
+
+/// RFC 8445 §5.1.2.1: `priority = 2^24 * type preference + 2^8 * local preference +
+/// (256 - component ID)`.
+pub const fn candidate_priority(kind: CandidateType, local_preference: u16, component: u16) -> u32 {
+    let component = if component == 0 || component > 256 {
+        256
+    } else {
+        component as u32
+    };
+    (type_preference(kind) << 24) + ((local_preference as u32) << 8) + (256 - component)
+}
+
+/// The PRIORITY a check carries (RFC 8445 §7.1.1): the local candidate's priority formula,
+/// but with the type preference of a peer-reflexive candidate.
+pub const fn prflx_priority(local_preference: u16, component: u16) -> u32 {
+    candidate_priority(CandidateType::PeerReflexive, local_preference, component)
+}
+
+/// The local preference packed into a priority (its middle 16 bits).
+pub const fn local_preference_of(priority: u32) -> u16 {
+    (priority >> 8) as u16
+}
+
+/// RFC 8445 §6.1.2.3: `2^32 * MIN(G,D) + 2 * MAX(G,D) + (G > D ? 1 : 0)`, where G is the
+/// controlling agent's candidate priority and D the controlled agent's.
+pub const fn pair_priority(controlling: u32, controlled: u32) -> u64 {
+    let (g, d) = (controlling as u64, controlled as u64);
+    let (min, max) = if g < d { (g, d) } else { (d, g) };
+    (min << 32) + 2 * max + if g > d { 1 } else { 0 }
+}
+
+/// Assigns local preferences to the addresses of a multihomed, possibly dual-stack host.
+///
+/// RFC 8445 §5.1.2.1 requires the local preference to be unique among candidates of one type
+/// for a component, and RFC 8421 §4 asks that IPv6 and IPv4 be interleaved rather than all
+/// of one family first, with IPv6 ahead, so that a broken family costs one check slot rather
+/// than a whole round. Addresses are ranked in the order they are added within their family
+/// (the caller adds its preferred interface first); ranks interleave the families
+/// (v6#0, v4#0, v6#1, v4#1, ...). The high byte of the local preference carries the
+/// interleaved rank; the low byte distinguishes STUN/TURN servers (RFC 8445 §5.1.2.2: the
+/// preference among TURN servers must be unique as well).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LocalPreferences {
+    v4: u8,
+    v6: u8,
+}
+
+impl LocalPreferences {
+    /// The interleaved rank for the next address of `ip`'s family, counting it.
+    pub fn next_rank(&mut self, ip: IpAddr, prefer_ipv6: bool) -> u8 {
+        let (own, first) = match ip {
+            IpAddr::V6(_) => (&mut self.v6, prefer_ipv6),
+            IpAddr::V4(_) => (&mut self.v4, !prefer_ipv6),
+        };
+        let index = *own;
+        *own = own.saturating_add(1);
+        // RFC 8421 §4: interleave the families, the preferred family first.
+        let rank = u16::from(index) * 2 + u16::from(!first);
+        rank.min(255) as u8
+    }
+}
+
+/// The local preference for an address of interleaved `rank`, obtained through server
+/// `server_index` (0 for host candidates).
+pub const fn local_preference(rank: u8, server_index: u8) -> u16 {
+    (((255 - rank) as u16) << 8) | (255 - server_index) as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc8445_formula() {
+        // RFC 8445 §5.1.2.1 with host type preference 126, local preference 65535,
+        // component 1: the value browsers send for their first host candidate.
+        assert_eq!(
+            candidate_priority(CandidateType::Host, 65535, 1),
+            2_130_706_431
+        );
+        assert_eq!(
+            candidate_priority(CandidateType::ServerReflexive, 65535, 1),
+            1_694_498_815
+        );
+        assert_eq!(
+            candidate_priority(CandidateType::Relayed, 65535, 2),
+            16_777_214
+        );
+        assert_eq!(prflx_priority(65535, 1), (110 << 24) + (65535 << 8) + 255);
+        assert_eq!(local_preference_of(2_130_706_431), 65535);
+    }
+
+    #[test]
+    fn pair_priority_is_symmetric_between_roles() {
+        // Both agents compute the same value: each puts the controlling agent's
+        // candidate priority in G.
+        let (a, b) = (2_130_706_431u32, 1_694_498_815u32);
+        assert_eq!(
+            pair_priority(a, b),
+            (u64::from(b) << 32) + 2 * u64::from(a) + 1
+        );
+        assert_eq!(pair_priority(b, a), (u64::from(b) << 32) + 2 * u64::from(a));
+        assert!(pair_priority(a, a) < pair_priority(a, a + 1));
+    }
+
+    #[test]
+    fn rfc8421_interleaves_families() {
+        let mut prefs = LocalPreferences::default();
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let order = [v4, v4, v6, v6].map(|ip| prefs.next_rank(ip, true));
+        // IPv6 first, then alternating: v6#0=0, v4#0=1, v6#1=2, v4#1=3.
+        assert_eq!(order, [1, 3, 0, 2]);
+        let lp: Vec<u16> = order.iter().map(|&r| local_preference(r, 0)).collect();
+        let mut sorted = lp.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 4, "local preferences are unique");
+        assert_eq!(local_preference(0, 0), 65535);
+        assert!(local_preference(0, 1) < local_preference(0, 0));
+        assert!(local_preference(1, 0) < local_preference(0, 255));
+    }
+}
