@@ -2,6 +2,7 @@
 #![allow(clippy::disallowed_methods)] // tests run real processes and read the clock
 
 pub mod interop;
+pub mod sim;
 
 /// The README's code samples, compiled and run as doctests.
 #[cfg(doctest)]

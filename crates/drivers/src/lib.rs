@@ -10,6 +10,7 @@
 //! * [`blocking::Runner`] drives a machine on std threads over any number of UDP sockets.
 //! * [`stun`] has ready-made STUN helpers: query a server, discover NAT behaviour, serve.
 //! * [`turn`] drives a TURN client: a [`Machine`] wrapper and a blocking [`turn::Session`].
+//! * `sim` (feature `netsim`): floe's state machines as netsim nodes, for simulation tests.
 //! * [`net`] binds sockets (with `SO_REUSEPORT` where asked) and lists host addresses.
 #![allow(clippy::disallowed_methods)] // drivers are where the clock and OS randomness live
 
@@ -17,6 +18,8 @@ pub mod blocking;
 mod machine;
 pub mod net;
 pub mod os;
+#[cfg(feature = "netsim")]
+pub mod sim;
 pub mod stun;
 pub mod turn;
 
