@@ -19,6 +19,8 @@ pub(crate) struct Relay {
     pub(crate) candidate: Option<u16>,
     /// Allocation finished (allocated or failed): gathering no longer waits for it.
     pub(crate) settled: bool,
+    /// New allocations made after earlier ones ended.
+    pub(crate) reallocations: u8,
 }
 
 /// The agent's TURN clients, indexed by a `u8` that relayed candidates carry.

@@ -17,6 +17,9 @@ pub(crate) struct LocalCandidate {
     pub(crate) relay: Option<u8>,
     /// The RFC 8421 interleaved rank of the host address it derives from.
     pub(crate) rank: u8,
+    /// A relayed candidate whose allocation ended: it is kept (others refer to candidates
+    /// by index) but never paired, announced or used again.
+    pub(crate) retired: bool,
 }
 
 /// A remote candidate: signalled, or peer-reflexive learnt from a check.
@@ -111,12 +114,15 @@ impl Stream {
     }
 
     /// The local candidate that owns a socket: a host candidate whose base it is, or the
-    /// relayed candidate of a TURN client.
+    /// live relayed candidate of a TURN client (a client that re-allocated also has retired
+    /// candidates from its earlier allocations).
     pub(crate) fn local_for_socket(&self, socket: SocketAddr, relay: Option<u8>) -> Option<u16> {
         self.local
             .iter()
             .position(|l| match relay {
-                Some(r) => l.relay == Some(r) && l.cand.kind == CandidateType::Relayed,
+                Some(r) => {
+                    l.relay == Some(r) && l.cand.kind == CandidateType::Relayed && !l.retired
+                }
                 None => {
                     l.relay.is_none() && l.cand.kind == CandidateType::Host && l.cand.base == socket
                 }

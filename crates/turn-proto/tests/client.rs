@@ -42,8 +42,12 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
 
+/// The client configuration most tests use. Keepalives are off so that the scripted
+/// server's logs hold exactly the requests each test is about; `keepalives_*` turn them on.
 fn config() -> ClientConfig {
-    ClientConfig::new(sa(SERVER), sa(LOCAL), USER, PASS)
+    let mut c = ClientConfig::new(sa(SERVER), sa(LOCAL), USER, PASS);
+    c.keepalive_interval = None;
+    c
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1596,4 +1600,71 @@ fn same_seed_same_bytes() {
     assert!(a.len() > 50);
     assert_eq!(a, scenario(42));
     assert_ne!(a, scenario(43));
+}
+
+/// The times at which the client sent Binding indications (keepalives).
+fn keepalive_times(net: &Net) -> Vec<Duration> {
+    net.sent
+        .iter()
+        .filter(|(_, t)| {
+            stun_proto::Message::parse(&t.payload)
+                .is_ok_and(|m| m.message_type() == stun_proto::MessageType::BINDING_INDICATION)
+        })
+        .map(|(at, _)| *at)
+        .collect()
+}
+
+#[test]
+fn keepalives_go_out_while_the_allocation_is_idle() {
+    let mut c = config();
+    c.keepalive_interval = Some(secs(15.0));
+    let mut net = Net::new(c, vec![Scripted::rfc5389(SERVER)]);
+    net.allocate();
+    net.run_until(secs(100.0));
+    // Nothing was sent after the Allocate (at 0 s), so one every 15 s.
+    assert_eq!(
+        keepalive_times(&net),
+        [
+            secs(15.0),
+            secs(30.0),
+            secs(45.0),
+            secs(60.0),
+            secs(75.0),
+            secs(90.0)
+        ]
+    );
+    assert_eq!(net.client.stats().keepalives_sent, 6);
+    // Each is a valid STUN message with a FINGERPRINT the server can ignore.
+    let (_, t) = net.sent.last().unwrap();
+    stun_proto::Message::parse(&t.payload)
+        .unwrap()
+        .verify_fingerprint()
+        .unwrap();
+}
+
+#[test]
+fn keepalives_pause_while_data_flows() {
+    let mut c = config();
+    c.keepalive_interval = Some(secs(15.0));
+    let mut net = Net::new(c, vec![Scripted::rfc5389(SERVER)]);
+    net.allocate();
+    let peer = sa("198.51.100.7:4000");
+    net.client.create_permission(net.now, &[peer.ip()]).unwrap();
+    net.pump();
+    // Data every 10 s until 60 s: no keepalive is needed in that time.
+    for i in 1..=6 {
+        net.run_until(secs(10.0 * f64::from(i)));
+        let t = net.client.send_to(net.now, peer, b"x").unwrap();
+        net.deliver(t);
+    }
+    net.run_until(secs(80.0));
+    assert_eq!(keepalive_times(&net), [secs(75.0)]);
+}
+
+#[test]
+fn no_keepalives_when_disabled() {
+    let mut net = Net::new(config(), vec![Scripted::rfc5389(SERVER)]);
+    net.allocate();
+    net.run_until(secs(200.0));
+    assert!(keepalive_times(&net).is_empty());
 }

@@ -46,11 +46,9 @@ fn ipv6_only_hosts_connect_host_to_host() {
     assert_eq!((e.received_by_a, e.received_by_b, e.off_path), (20, 20, 0));
 }
 
-/// An IPv6-only host can only use an IPv6 relayed address, from an IPv6-only TURN server.
+/// An IPv6-only host can only use an IPv6 relayed address, from an IPv6-only TURN server:
+/// ice-core asks for it with REQUESTED-ADDRESS-FAMILY (RFC 8656 §7.1).
 #[test]
-#[ignore = "bug: ice-core's TURN clients never send REQUESTED-ADDRESS-FAMILY, so an IPv6 host \
-            candidate asks for an IPv4 relayed address and an IPv6-only TURN server answers \
-            440: IPv6-only hosts get no relayed candidate"]
 fn ipv6_only_hosts_gather_ipv6_relayed_candidates() {
     let call = call(Stack::V6Only, 32);
     for i in 0..2 {

@@ -207,16 +207,13 @@ fn nat_reboot_one_minute_in_falls_back_to_the_relay() {
     reboot_into_symmetric_then_restart(1);
 }
 
-/// The same fifteen minutes in. A's relayed candidate was never used: behind its symmetric
-/// NAT, the mapping towards the TURN server expires after 2 minutes, the TURN client's next
-/// refresh (CreatePermission, ~4 minutes in) leaves from a new mapping and gets 437 Allocation
-/// Mismatch, and the allocation expires at 10 minutes. ice-core ignores the client's
-/// `Expired` event: the dead relayed candidate stays, is announced again after the restart,
-/// and no new allocation is made, so the restart finds no relay.
+/// The same fifteen minutes in. A's relayed candidate is never used; behind A's symmetric
+/// NAT the mapping towards the TURN server would lapse after 2 minutes, so the TURN client
+/// keeps it alive with Binding indications every 15 s. After the reboot, B's own allocation
+/// is bound to a 5-tuple that no longer exists: its next request gets 437, the allocation
+/// expires, ice-core retires that relayed candidate (failing its pairs) and allocates again
+/// from the same host candidate, and the restart finds a working relay.
 #[test]
-#[ignore = "bug: ice-core keeps (and re-announces on restart) relayed candidates whose TURN \
-            allocation expired, and never re-allocates; an unused allocation behind a \
-            symmetric NAT expires after ~10 minutes"]
 fn nat_reboot_fifteen_minutes_in_falls_back_to_the_relay() {
     reboot_into_symmetric_then_restart(15);
 }

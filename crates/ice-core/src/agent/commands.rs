@@ -67,6 +67,7 @@ impl Agent {
                 cand,
                 relay: None,
                 rank,
+                retired: false,
             },
         );
         if !self.config.lite {
@@ -127,7 +128,9 @@ impl Agent {
         s.local.reserve_exact(1);
         s.local.push(local);
         let index = (s.local.len() - 1) as u16;
-        if cand.kind != CandidateType::PeerReflexive {
+        // RFC 8838 §13: nothing new is signalled after end-of-candidates in a generation; a
+        // candidate found later (a relay re-allocated) is announced after the next restart.
+        if cand.kind != CandidateType::PeerReflexive && !s.local_eoc {
             self.emit(Event::LocalCandidate {
                 stream: Agent::stream_id(stream),
                 candidate: cand,
@@ -493,7 +496,7 @@ impl Agent {
             for l in s
                 .local
                 .iter()
-                .filter(|l| l.cand.kind != CandidateType::PeerReflexive)
+                .filter(|l| l.cand.kind != CandidateType::PeerReflexive && !l.retired)
             {
                 self.events.push_back(Event::LocalCandidate {
                     stream: Agent::stream_id(i),

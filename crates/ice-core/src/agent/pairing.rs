@@ -91,7 +91,7 @@ impl Agent {
         if let Some(id) = s.checklist.find(local, remote) {
             return Some(id);
         }
-        let l = s.local.get(usize::from(local))?.cand;
+        let l = s.local.get(usize::from(local)).filter(|l| !l.retired)?.cand;
         let r = s.remote.get(usize::from(remote))?.cand;
         let priority = self.pair_priority_for(l.priority, r.priority);
         if !self.make_room(stream, priority) {

@@ -13,7 +13,11 @@ use std::time::Instant;
 use stun_proto::Input;
 use stun_proto::TransportProtocol;
 use stun_proto::transaction::TransactionConfig;
-use turn_proto::client::{Client, ClientConfig, ClientEvent};
+use turn_proto::client::{AddressFamily, Client, ClientConfig, ClientEvent};
+
+/// How many times an agent re-allocates on one TURN server from one host candidate after
+/// allocations ended.
+const MAX_REALLOCATIONS: u8 = 3;
 
 impl Agent {
     /// A datagram from a TURN server to one of our TURN clients: peer data (a check, a
@@ -82,27 +86,107 @@ impl Agent {
             .take(256)
             .collect();
         for (i, server) in servers {
-            let mut config =
-                ClientConfig::new(server.server, address, server.username, server.password);
-            config.transactions = TransactionConfig {
-                initial_rto: self.config.min_rto,
-                ..TransactionConfig::default()
-            };
-            // A child seed from our generator keeps the client deterministic.
-            let seed = self.rng.next_u64();
             let relay = Relay {
-                client: Client::new(config, seed, now),
+                client: self.turn_client(now, &server, address),
                 stream: stream as u16,
                 host,
                 server_index: i as u8,
                 candidate: None,
                 settled: false,
+                reallocations: 0,
             };
             if self.relays.push(relay).is_some() {
                 self.gathering.expected += 1;
             }
         }
         self.drain_relay_events(now);
+    }
+
+    /// A TURN client for a host base. The relayed address is asked for in the base's family
+    /// (RFC 8656 §7.1: without REQUESTED-ADDRESS-FAMILY a server relays over IPv4 only).
+    fn turn_client(
+        &mut self,
+        now: Instant,
+        server: &crate::config::TurnServer,
+        base: SocketAddr,
+    ) -> Client {
+        let mut config = ClientConfig::new(
+            server.server,
+            base,
+            server.username.clone(),
+            server.password.clone(),
+        );
+        if base.is_ipv6() {
+            config.requested_family = Some(AddressFamily::Ipv6);
+        }
+        config.transactions = TransactionConfig {
+            initial_rto: self.config.min_rto,
+            ..TransactionConfig::default()
+        };
+        // A child seed from our generator keeps the client deterministic.
+        let seed = self.rng.next_u64();
+        Client::new(config, seed, now)
+    }
+
+    /// An allocation ended (it expired, or its refreshes failed, for example because a NAT
+    /// between us and the server changed our mapping and the server answered 437): its
+    /// relayed candidate is retired and its pairs fail, and a new allocation is made from the
+    /// same host candidate, a bounded number of times (RFC 8445 §5.1.1.2 gathers relayed
+    /// candidates; nothing may keep using an address the server no longer relays for).
+    fn on_relay_lost(&mut self, now: Instant, relay: u8) {
+        let Some(r) = self.relays.get_mut(relay) else {
+            return;
+        };
+        let (stream, host, candidate) = (usize::from(r.stream), r.host, r.candidate.take());
+        if let Some(c) = candidate {
+            self.retire_local(stream, c);
+        }
+        let Some(r) = self.relays.get(relay) else {
+            return;
+        };
+        if r.reallocations >= MAX_REALLOCATIONS || candidate.is_none() {
+            return;
+        }
+        let server_index = usize::from(r.server_index);
+        let Some(server) = self.config.turn_servers.get(server_index).cloned() else {
+            return;
+        };
+        let Some(base) = self
+            .streams
+            .get(stream)
+            .and_then(|s| s.local.get(usize::from(host)))
+            .map(|l| l.cand.base)
+        else {
+            return;
+        };
+        let client = self.turn_client(now, &server, base);
+        if let Some(r) = self.relays.get_mut(relay) {
+            r.client = client;
+            r.settled = false;
+            r.reallocations += 1;
+        }
+    }
+
+    /// Retires a local candidate: it stays in the list (indices are shared) but its pairs
+    /// fail and it is never used, paired or announced again.
+    fn retire_local(&mut self, stream: usize, index: u16) {
+        let Some(s) = self.streams.get_mut(stream) else {
+            return;
+        };
+        if let Some(l) = s.local.get_mut(usize::from(index)) {
+            l.retired = true;
+        }
+        let mut cancelled = Vec::new();
+        for p in s.checklist.pairs.iter_mut().filter(|p| p.local == index) {
+            if let Some(tid) = p.transaction.take() {
+                cancelled.push(tid);
+            }
+            p.state = crate::pair::PairState::Failed;
+            p.valid = false;
+        }
+        for tid in cancelled {
+            self.transactions.cancel(&tid);
+        }
     }
 
     pub(super) fn drain_relay_events(&mut self, now: Instant) {
@@ -122,8 +206,10 @@ impl Agent {
                     r.settled = true;
                 }
             }
-            ClientEvent::Expired { .. } => {
-                tracing::debug!(relay, "TURN allocation expired");
+            ClientEvent::Expired { reason } => {
+                tracing::debug!(relay, ?reason, "TURN allocation expired");
+                self.on_relay_lost(now, relay);
+                self.update_states(now);
             }
             _ => {}
         }
@@ -187,6 +273,7 @@ impl Agent {
                     cand,
                     relay: Some(relay),
                     rank: base.rank,
+                    retired: false,
                 },
             );
             if let Some(r) = self.relays.get_mut(relay) {

@@ -7,6 +7,9 @@ use stun_proto::TransportProtocol;
 use stun_proto::attributes::AddressFamily;
 use stun_proto::transaction::TransactionConfig;
 
+/// The default [`ClientConfig::keepalive_interval`].
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+
 /// The default lifetime asked for: the RFC 8656 §6 default of 10 minutes.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(600);
 
@@ -52,6 +55,12 @@ pub struct ClientConfig {
     pub software: Option<String>,
     /// Retransmission parameters.
     pub transactions: TransactionConfig,
+    /// While allocated, a STUN Binding indication goes to the server when nothing else has
+    /// been sent to it for this long, so that NAT mappings between client and server do not
+    /// lapse while the allocation is idle (UDP mappings can expire after two minutes, RFC
+    /// 4787 §4.3, far shorter than the refresh interval). `None` sends none. Default 15 s,
+    /// the keepalive interval of RFC 8445 §11.
+    pub keepalive_interval: Option<Duration>,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -96,6 +105,7 @@ impl ClientConfig {
             lifetime: DEFAULT_LIFETIME,
             software: None,
             transactions: TransactionConfig::default(),
+            keepalive_interval: Some(DEFAULT_KEEPALIVE_INTERVAL),
         }
     }
 

@@ -41,6 +41,7 @@ impl Client {
             Some(channel) => self.channel_data(channel, data)?,
             None => self.send_indication(peer, data)?,
         };
+        self.sent_to_server(now);
         Ok(self.transmit(payload))
     }
 

@@ -475,4 +475,8 @@ pub struct ClientStats {
     pub send_indications_sent: u64,
     /// ChannelData messages built by `send_to`.
     pub channel_data_sent: u64,
+    /// Keepalive Binding indications sent (see [`ClientConfig::keepalive_interval`]).
+    ///
+    /// [`ClientConfig::keepalive_interval`]: super::ClientConfig::keepalive_interval
+    pub keepalives_sent: u64,
 }

@@ -18,7 +18,7 @@ mod permissions;
 mod request;
 mod response;
 
-pub use config::{ClientConfig, DEFAULT_LIFETIME};
+pub use config::{ClientConfig, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_LIFETIME};
 pub use events::{
     AllocationFailure, AuthFailure, ClientError, ClientEvent, ClientState, ClientStats, ErrorKind,
     ExpiryReason, Received, RefusedFamily, RequestFailure, SendError, ServerError,
@@ -137,6 +137,11 @@ pub struct Client {
     dont_fragment: bool,
     events: VecDeque<ClientEvent>,
     stats: ClientStats,
+    /// When the next keepalive is due: the keepalive interval after the last datagram sent
+    /// to the server while allocated.
+    keepalive_at: Option<Instant>,
+    /// Keepalives waiting for `poll_transmit` (they are not transactions).
+    keepalives: VecDeque<Transmit>,
 }
 
 /// Leaves out the generator state (it would reveal future transaction IDs) and the password.
@@ -176,6 +181,8 @@ impl Client {
             dont_fragment: config.dont_fragment,
             events: VecDeque::new(),
             stats: ClientStats::default(),
+            keepalive_at: None,
+            keepalives: VecDeque::new(),
             config,
         };
         match client.config.validate() {
@@ -221,6 +228,7 @@ impl Client {
             }
         }
         self.run_timers(now);
+        self.keepalive(now);
     }
 
     /// The server connection is gone (TCP/TLS): the allocation ends at once, with
@@ -238,7 +246,9 @@ impl Client {
     /// The next datagram to send.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transactions.poll_transmit()
+        self.keepalives
+            .pop_front()
+            .or_else(|| self.transactions.poll_transmit())
     }
 
     /// The next event.
@@ -259,9 +269,12 @@ impl Client {
             ],
             _ => [None; 3],
         };
+        let keepalive = self
+            .keepalive_at
+            .filter(|_| self.state == ClientState::Allocated);
         timers
             .into_iter()
-            .chain([self.transactions.poll_timeout()])
+            .chain([self.transactions.poll_timeout(), keepalive])
             .flatten()
             .min()
     }
@@ -320,6 +333,37 @@ impl Client {
     }
 
     /// Encodes and starts a request transaction with a fresh transaction ID.
+    /// Something goes to the server now: the NAT mapping is fresh, the next keepalive can wait.
+    fn sent_to_server(&mut self, now: Instant) {
+        self.keepalive_at = self.config.keepalive_interval.map(|i| now + i);
+    }
+
+    /// Sends a Binding indication when the client has been silent towards the server for the
+    /// keepalive interval (RFC 8445 §11 uses the same indication for the same purpose). It
+    /// needs no answer and no credentials; servers treat it as a keepalive.
+    fn keepalive(&mut self, now: Instant) {
+        if self.state != ClientState::Allocated || self.keepalive_at.is_none_or(|t| t > now) {
+            return;
+        }
+        let tid = TransactionId::random(&mut self.rng);
+        let mut buf = [0u8; 28];
+        let built = stun_proto::MessageBuilder::new(
+            &mut buf,
+            stun_proto::MessageType::BINDING_INDICATION,
+            tid,
+        )
+        .and_then(|mut b| {
+            b.add_fingerprint()?;
+            Ok(b.finish().to_vec())
+        });
+        if let Ok(payload) = built {
+            let transmit = self.transmit(payload);
+            self.keepalives.push_back(transmit);
+            self.stats.keepalives_sent += 1;
+        }
+        self.sent_to_server(now);
+    }
+
     fn start_request(&mut self, now: Instant, mut pending: Pending) -> Result<(), ClientError> {
         let tid = TransactionId::random(&mut self.rng);
         let encoder = Encoder {
@@ -333,6 +377,7 @@ impl Client {
         })?;
         pending.authenticated = self.auth.is_ready();
         pending.sent_at = now;
+        self.sent_to_server(now);
         let transmit = self.transmit(payload);
         // A fresh 96-bit random ID colliding is as unlikely as it is harmless to refuse.
         self.transactions
