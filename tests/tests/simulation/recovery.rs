@@ -120,6 +120,27 @@ fn expired_mapping_is_caught_by_consent_and_repaired_by_an_ice_restart() {
             .filter(|(t, e)| *t >= restarted_at && matches!(e, Event::SelectedPair { .. }));
         assert_eq!(selected_after.count(), 1);
     }
+    // B had failed: its restart goes back to checking before it completes again (W3C).
+    let b_states: Vec<ConnectionState> = call
+        .b
+        .log
+        .iter()
+        .filter(|(t, _)| *t >= restarted_at)
+        .filter_map(|(_, e)| match e {
+            Event::ConnectionStateChanged(s) => Some(*s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        b_states.first(),
+        Some(&ConnectionState::Checking),
+        "{b_states:?}"
+    );
+    assert_eq!(
+        b_states.last(),
+        Some(&ConnectionState::Completed),
+        "{b_states:?}"
+    );
     assert_eq!(talk(&mut call, "after", 10), (10, 10), "data flows again");
 }
 

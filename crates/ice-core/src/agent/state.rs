@@ -278,7 +278,14 @@ impl Agent {
                 let Some(c) = s.component(component) else {
                     continue;
                 };
-                let path = c.selected.as_ref().or(c.previous.as_ref());
+                // A previous generation's path whose consent was lost is what the restart is
+                // replacing: it no longer makes the agent failed (W3C: a restart from failed
+                // goes back to checking), it just no longer counts as a path.
+                // A restart in progress is checking, not new, even before the peer's new
+                // candidates arrive.
+                activity |= c.previous.is_some();
+                let previous = c.previous.as_ref().filter(|p| !p.consent.lost);
+                let path = c.selected.as_ref().or(previous);
                 if let Some(p) = path {
                     failed |= p.consent.lost;
                     disconnected |= p.consent.disconnected;
