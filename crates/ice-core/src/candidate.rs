@@ -57,15 +57,15 @@ impl fmt::Display for CandidateType {
     }
 }
 
-/// The TCP candidate type of RFC 6544 §4.5. Carried now so that ICE-TCP can be added
-/// without changing the candidate model; the agent itself only pairs UDP candidates today.
+/// The TCP candidate type of RFC 6544 §4.5 (`tcptype`): which side opens the connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TcpType {
-    /// Opens the connection.
+    /// Opens connections and accepts none; signalled with port 9 (RFC 6544 §4.5).
     Active,
-    /// Accepts the connection.
+    /// Accepts connections on a listening socket and opens none.
     Passive,
-    /// Simultaneous open.
+    /// Simultaneous open: connects from a bound port to a peer doing the same (RFC 6544
+    /// §7.1).
     SimultaneousOpen,
 }
 
@@ -85,7 +85,33 @@ impl TcpType {
             .into_iter()
             .find(|t| t.as_sdp().eq_ignore_ascii_case(token))
     }
+
+    /// RFC 6544 §6.2: a local candidate of this type pairs with a remote candidate of type
+    /// `remote`: active with passive, passive with active, simultaneous-open with
+    /// simultaneous-open.
+    pub const fn pairs_with(self, remote: TcpType) -> bool {
+        matches!(
+            (self, remote),
+            (TcpType::Active, TcpType::Passive)
+                | (TcpType::Passive, TcpType::Active)
+                | (TcpType::SimultaneousOpen, TcpType::SimultaneousOpen)
+        )
+    }
+
+    /// RFC 6544 §7.2: the type of the peer-reflexive remote candidate learnt from a check
+    /// that arrived on a connection of a local candidate of this type.
+    pub(crate) const fn peer_of(self) -> TcpType {
+        match self {
+            TcpType::Active => TcpType::Passive,
+            TcpType::Passive => TcpType::Active,
+            TcpType::SimultaneousOpen => TcpType::SimultaneousOpen,
+        }
+    }
 }
+
+/// RFC 6544 §4.5: active TCP candidates are signalled with the discard port, 9: they have no
+/// listening socket.
+pub const ACTIVE_TCP_PORT: u16 = 9;
 
 /// Most characters a foundation may have (RFC 8839 §5.1: `1*32ice-char`).
 pub const MAX_FOUNDATION_LEN: usize = 32;
@@ -176,7 +202,9 @@ pub struct Candidate {
     /// The transport address.
     pub address: SocketAddr,
     /// The base (RFC 8445 §4): the address checks and data leave from. A host or relayed
-    /// candidate is its own base; a reflexive one has its host candidate as base.
+    /// candidate is its own base; a reflexive one has its host candidate as base. An active
+    /// TCP host candidate has port 9 in `address` (RFC 6544 §4.5) and the local address the
+    /// agent names its outgoing connections by in `base`.
     pub base: SocketAddr,
     /// The related address (`raddr`/`rport`, RFC 8839 §5.1): the base of a server-reflexive
     /// candidate, the mapped address of a relayed one.
@@ -203,9 +231,12 @@ impl fmt::Display for Candidate {
 }
 
 /// RFC 8445 §5.1.3: a candidate is redundant if its transport address and base equal those
-/// of another candidate.
+/// of another candidate (of the same transport and, RFC 6544, the same TCP type).
 pub(crate) fn is_redundant(a: &Candidate, b: &Candidate) -> bool {
-    a.address == b.address && a.base == b.base && a.transport == b.transport
+    a.address == b.address
+        && a.base == b.base
+        && a.transport == b.transport
+        && a.tcp_type == b.tcp_type
 }
 
 #[cfg(test)]
@@ -243,5 +274,27 @@ mod tests {
         );
         assert_eq!(CandidateType::from_sdp("nat"), None);
         assert_eq!(TcpType::from_sdp("so"), Some(TcpType::SimultaneousOpen));
+    }
+
+    #[test]
+    fn rfc6544_pairing_table() {
+        use TcpType::*;
+        let all = [Active, Passive, SimultaneousOpen];
+        let pairs: Vec<_> = all
+            .iter()
+            .flat_map(|&l| all.iter().map(move |&r| (l, r)))
+            .filter(|&(l, r)| l.pairs_with(r))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                (Active, Passive),
+                (Passive, Active),
+                (SimultaneousOpen, SimultaneousOpen)
+            ]
+        );
+        for t in all {
+            assert!(t.pairs_with(t.peer_of()), "{t:?}");
+        }
     }
 }

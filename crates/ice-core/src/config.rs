@@ -175,6 +175,17 @@ pub struct AgentConfig {
     pub prefer_ipv6: bool,
     /// The most pending mDNS names waiting for resolution.
     pub max_pending_mdns: usize,
+    /// How long a TCP connection attempt may take before the agent gives up on it (and on
+    /// the checks waiting for it) and asks the driver to close it (RFC 6544 §7.1: a
+    /// connection that cannot be established fails the check).
+    pub tcp_connect_timeout: Duration,
+    /// How long a checklist whose only remaining chance is the peer connecting to one of our
+    /// passive TCP candidates waits for it before failing (RFC 6544 §6.2: only the peer
+    /// checks those pairs).
+    pub tcp_accept_wait: Duration,
+    /// The most TCP connections (opened and accepted together); further accepted ones are
+    /// refused.
+    pub max_tcp_connections: usize,
 }
 
 impl Default for AgentConfig {
@@ -196,6 +207,9 @@ impl Default for AgentConfig {
             local_credentials: None,
             prefer_ipv6: true,
             max_pending_mdns: 32,
+            tcp_connect_timeout: Duration::from_secs(10),
+            tcp_accept_wait: Duration::from_secs(20),
+            max_tcp_connections: 32,
         }
     }
 }

@@ -42,8 +42,11 @@ pub enum AddCandidateError {
     UnknownStream,
     /// The stream has no such component.
     UnknownComponent,
-    /// Only UDP candidates are supported so far (ICE-TCP, RFC 6544, comes later).
+    /// Not UDP or TCP (TLS candidates are not supported).
     UnsupportedTransport,
+    /// A TCP candidate needs a TCP type (RFC 6544 §4.5): use
+    /// [`Agent::add_tcp_host_candidate`](crate::Agent::add_tcp_host_candidate).
+    MissingTcpType,
     /// Another component or stream already uses this socket address.
     AddressInUse,
     /// RFC 8445 §5.1.1.1: loopback, unspecified and multicast addresses are not candidates.
@@ -57,7 +60,8 @@ pub enum AddCandidateError {
 display!(AddCandidateError {
     AddCandidateError::UnknownStream => "no such stream",
     AddCandidateError::UnknownComponent => "no such component",
-    AddCandidateError::UnsupportedTransport => "only UDP candidates are supported",
+    AddCandidateError::UnsupportedTransport => "only UDP and TCP candidates are supported",
+    AddCandidateError::MissingTcpType => "a TCP candidate needs a TCP type",
     AddCandidateError::AddressInUse => "the address is already a candidate",
     AddCandidateError::UnusableAddress => "loopback, unspecified and multicast addresses are not candidates",
     AddCandidateError::AfterEndOfCandidates => "end-of-candidates was already signalled",
@@ -74,8 +78,10 @@ pub enum RemoteCandidateError {
     UnknownStream,
     /// The stream has no such component.
     UnknownComponent,
-    /// Not UDP (ICE-TCP, RFC 6544, comes later).
+    /// Not UDP or TCP.
     UnsupportedTransport,
+    /// A TCP candidate without `tcptype` (RFC 6544 §4.5 requires it).
+    MissingTcpType,
     /// A host name that is not an mDNS `.local` name: resolve it first.
     UnresolvedName,
     /// The peer already sent end-of-candidates (RFC 8838 §14: ignored).
@@ -96,7 +102,10 @@ impl fmt::Display for RemoteCandidateError {
             RemoteCandidateError::Parse(e) => write!(f, "bad candidate: {e}"),
             RemoteCandidateError::UnknownStream => f.write_str("no such stream"),
             RemoteCandidateError::UnknownComponent => f.write_str("no such component"),
-            RemoteCandidateError::UnsupportedTransport => f.write_str("only UDP is supported"),
+            RemoteCandidateError::UnsupportedTransport => {
+                f.write_str("only UDP and TCP are supported")
+            }
+            RemoteCandidateError::MissingTcpType => f.write_str("a TCP candidate needs a tcptype"),
             RemoteCandidateError::UnresolvedName => f.write_str("host name must be resolved first"),
             RemoteCandidateError::AfterEndOfCandidates => {
                 f.write_str("the peer already sent end-of-candidates")
@@ -138,6 +147,8 @@ pub enum SendError {
     ConsentExpired,
     /// The TURN client refused the data (no allocation or permission yet).
     Relay,
+    /// More than 65535 bytes on a TCP pair: RFC 4571 frames cannot carry it.
+    TooLarge,
     /// The agent is closed.
     Closed,
 }
@@ -148,6 +159,7 @@ display!(SendError {
     SendError::NotConnected => "no usable pair for this component",
     SendError::ConsentExpired => "consent expired",
     SendError::Relay => "the TURN client cannot send",
+    SendError::TooLarge => "too large for an RFC 4571 frame",
     SendError::Closed => "the agent is closed",
 });
 

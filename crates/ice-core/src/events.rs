@@ -1,6 +1,6 @@
 //! What the agent reports: events, input outcomes and states.
 
-use crate::candidate::Candidate;
+use crate::candidate::{Candidate, TcpType};
 use crate::config::Role;
 use core::fmt;
 use std::net::SocketAddr;
@@ -114,6 +114,29 @@ pub enum Event {
         stream: StreamId,
         /// The candidate.
         candidate: Candidate,
+    },
+    /// Open a TCP connection for a check (RFC 6544 §7.1), then report the outcome with
+    /// [`Agent::tcp_connected`](crate::Agent::tcp_connected) or
+    /// [`Agent::tcp_connect_failed`](crate::Agent::tcp_connect_failed), naming it by this
+    /// same `(local, remote)`.
+    TcpConnect {
+        /// The base of the local candidate. For [`TcpType::Active`], connect from an
+        /// ephemeral port of this IP address (or from this port, if the driver bound it);
+        /// for [`TcpType::SimultaneousOpen`], connect from exactly this address, the port
+        /// the candidate is bound to, while the peer does the same towards it.
+        local: SocketAddr,
+        /// The peer's passive or simultaneous-open candidate.
+        remote: SocketAddr,
+        /// How to open it: [`TcpType::Active`] or [`TcpType::SimultaneousOpen`].
+        tcp_type: TcpType,
+    },
+    /// Close a TCP connection (or abandon the attempt to open it): the agent no longer needs
+    /// it. Do not report [`Agent::tcp_closed`](crate::Agent::tcp_closed) for it.
+    TcpClose {
+        /// The local name of the connection.
+        local: SocketAddr,
+        /// The remote address of the connection.
+        remote: SocketAddr,
     },
 }
 

@@ -1,5 +1,5 @@
 //! Sans-IO ICE (RFC 8445) with trickle (RFC 8838), ICE-lite, consent freshness (RFC 7675),
-//! restarts, SDP candidate lines (RFC 8839) and mDNS candidates.
+//! restarts, TCP candidates (RFC 6544), SDP candidate lines (RFC 8839) and mDNS candidates.
 //!
 //! The [`Agent`] is a state machine: it never touches a socket or a clock and draws its
 //! randomness from a seed, so it runs in any event loop, in a simulator on a virtual clock,
@@ -18,13 +18,16 @@
 //! * RFC 8838: local candidates as events, remote candidates any time (also before the
 //!   peer's credentials), end-of-candidates both ways.
 //! * RFC 7675: consent checks at randomised intervals, expiry after 30 s.
+//! * RFC 6544: active, passive and simultaneous-open TCP host candidates, their priorities
+//!   and pairing; the agent drives the connections (the driver opens, accepts and closes
+//!   them, see [`Agent`]) and frames checks and data with RFC 4571.
 //! * RFC 8421: interleaved IPv6/IPv4 local preferences for multihomed hosts.
 //! * RFC 8839: `a=candidate` and the ICE attribute lines ([`sdp`]).
 //! * draft-ietf-mmusic-mdns-ice-candidates: `.local` remote candidates surfaced as
 //!   [`Event::ResolveMdns`].
 //!
-//! Not yet: ICE-TCP (RFC 6544; candidates already carry a transport and a TCP type),
-//! freeing unused candidates (RFC 8445 §8.3), keeping server-reflexive bindings alive through
+//! Not yet: server-reflexive and relayed TCP candidates (RFC 6544 §5), freeing unused
+//! candidates (RFC 8445 §8.3), keeping server-reflexive bindings alive through
 //! the STUN server (§5.1.1.4), `a=remote-candidates`. `docs/COMPLIANCE.md` has the
 //! section-by-section table.
 #![forbid(unsafe_code)]
@@ -49,9 +52,12 @@ mod relay;
 pub mod sdp;
 mod stats;
 mod stream;
+mod tcp;
 
 pub use agent::{Agent, PairInfo};
-pub use candidate::{Candidate, CandidateType, Foundation, MAX_FOUNDATION_LEN, TcpType};
+pub use candidate::{
+    ACTIVE_TCP_PORT, Candidate, CandidateType, Foundation, MAX_FOUNDATION_LEN, TcpType,
+};
 pub use checklist::CheckListState;
 pub use config::{AgentConfig, ConsentConfig, Credentials, CredentialsError, Role, TurnServer};
 pub use demux::{AgentSet, Demux, SessionId, check_ufrag};

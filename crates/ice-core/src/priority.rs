@@ -1,8 +1,10 @@
 //! Priority arithmetic: candidate priorities (RFC 8445 §5.1.2), local preferences for
-//! multihomed and dual-stack hosts (RFC 8421), and pair priorities (RFC 8445 §6.1.2.3).
+//! multihomed and dual-stack hosts (RFC 8421), TCP candidates (RFC 6544 §4.2), and pair
+//! priorities (RFC 8445 §6.1.2.3).
 
-use crate::candidate::CandidateType;
+use crate::candidate::{Candidate, CandidateType, TcpType};
 use std::net::IpAddr;
+use stun_proto::TransportProtocol;
 
 /// RFC 8445 §5.1.2.2: the recommended type preferences.
 pub const fn type_preference(kind: CandidateType) -> u32 {
@@ -29,6 +31,76 @@ pub const fn candidate_priority(kind: CandidateType, local_preference: u16, comp
 /// but with the type preference of a peer-reflexive candidate.
 pub const fn prflx_priority(local_preference: u16, component: u16) -> u32 {
     candidate_priority(CandidateType::PeerReflexive, local_preference, component)
+}
+
+/// Type preferences of TCP candidates (RFC 6544 §4.2).
+///
+/// RFC 6544 §4.2 keeps the RFC 8445 formula and lets an agent lower the type preferences of
+/// the transport it prefers less; for RTP-like media it recommends preferring UDP. We make
+/// the transport count more than the candidate type (any direct UDP candidate is preferred
+/// over any TCP candidate), keep relayed candidates lowest, and use the values browsers use
+/// (Chrome: TCP host 90, TCP peer-reflexive 80).
+pub const fn tcp_type_preference(kind: CandidateType) -> u32 {
+    match kind {
+        CandidateType::Host => 90,
+        CandidateType::PeerReflexive => 80,
+        CandidateType::ServerReflexive => 70,
+        CandidateType::Relayed => 0,
+    }
+}
+
+/// RFC 6544 §4.2: the direction preference (0 to 7) of a TCP candidate. Host and relayed
+/// candidates: active 6, passive 4, simultaneous-open 2; server- and peer-reflexive (and
+/// NAT-assisted) ones: simultaneous-open 6, active 4, passive 2.
+pub const fn direction_preference(kind: CandidateType, tcp_type: TcpType) -> u16 {
+    match (kind.is_reflexive(), tcp_type) {
+        (false, TcpType::Active) | (true, TcpType::SimultaneousOpen) => 6,
+        (false, TcpType::Passive) | (true, TcpType::Active) => 4,
+        (false, TcpType::SimultaneousOpen) | (true, TcpType::Passive) => 2,
+    }
+}
+
+/// RFC 6544 §4.2: `local preference = 2^13 * direction-pref + other-pref`. The other-pref
+/// (13 bits, unique among candidates of the same type and direction) carries the RFC 8421
+/// interleaved rank of the address in its high 8 bits and `index` (a server, or a second
+/// candidate of the same kind on the same address) in its low 5 bits.
+pub const fn tcp_local_preference(
+    kind: CandidateType,
+    tcp_type: TcpType,
+    rank: u8,
+    index: u8,
+) -> u16 {
+    let index = if index > 31 { 31 } else { index };
+    let other = (((255 - rank) as u16) << 5) | (31 - index) as u16;
+    (direction_preference(kind, tcp_type) << 13) | other
+}
+
+/// RFC 8445 §5.1.2.1 with the TCP type preferences of RFC 6544 §4.2.
+pub const fn tcp_candidate_priority(
+    kind: CandidateType,
+    local_preference: u16,
+    component: u16,
+) -> u32 {
+    let component = if component == 0 || component > 256 {
+        256
+    } else {
+        component as u32
+    };
+    (tcp_type_preference(kind) << 24) + ((local_preference as u32) << 8) + (256 - component)
+}
+
+/// The PRIORITY a check from `local` carries (RFC 8445 §7.1.1): the priority `local` would
+/// have as a peer-reflexive candidate. For TCP (RFC 6544 §4.2, §7.1) the peer-reflexive
+/// type and direction preferences apply, and the other-pref is kept.
+pub const fn check_priority(local: &Candidate) -> u32 {
+    let lp = local_preference_of(local.priority);
+    match (local.transport, local.tcp_type) {
+        (TransportProtocol::Tcp, Some(t)) => {
+            let lp = (direction_preference(CandidateType::PeerReflexive, t) << 13) | (lp & 0x1FFF);
+            tcp_candidate_priority(CandidateType::PeerReflexive, lp, local.component)
+        }
+        _ => prflx_priority(lp, local.component),
+    }
 }
 
 /// The local preference packed into a priority (its middle 16 bits).
@@ -116,6 +188,32 @@ mod tests {
         );
         assert_eq!(pair_priority(b, a), (u64::from(b) << 32) + 2 * u64::from(a));
         assert!(pair_priority(a, a) < pair_priority(a, a + 1));
+    }
+
+    #[test]
+    fn rfc6544_tcp_preferences() {
+        use CandidateType::*;
+        use TcpType::*;
+        // §4.2: host active 6, passive 4, so 2; reflexive so 6, active 4, passive 2.
+        assert_eq!(direction_preference(Host, Active), 6);
+        assert_eq!(direction_preference(Host, Passive), 4);
+        assert_eq!(direction_preference(Host, SimultaneousOpen), 2);
+        assert_eq!(direction_preference(PeerReflexive, SimultaneousOpen), 6);
+        assert_eq!(direction_preference(ServerReflexive, Active), 4);
+        assert_eq!(direction_preference(PeerReflexive, Passive), 2);
+        // A single address: other-pref 8191, the maximum.
+        assert_eq!(tcp_local_preference(Host, Active, 0, 0), 6 * 8192 + 8191);
+        assert_eq!(tcp_local_preference(Host, Passive, 0, 0), 4 * 8192 + 8191);
+        assert!(
+            tcp_local_preference(Host, Passive, 1, 0) < tcp_local_preference(Host, Passive, 0, 31)
+        );
+        // UDP is preferred: the best TCP host candidate is below a UDP server-reflexive one.
+        let tcp_host = tcp_candidate_priority(Host, 65535, 1);
+        assert!(tcp_host < candidate_priority(ServerReflexive, 0, 1));
+        assert!(
+            tcp_candidate_priority(Relayed, 65535, 1)
+                < tcp_candidate_priority(ServerReflexive, 0, 1)
+        );
     }
 
     #[test]

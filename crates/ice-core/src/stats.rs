@@ -41,4 +41,13 @@ pub struct Stats {
     /// Remote candidates ignored: after end-of-candidates, of another generation, or over
     /// the cap.
     pub remote_candidates_ignored: u64,
+    /// TCP connections the agent asked the driver to open (RFC 6544 §7.1).
+    pub tcp_connects: u64,
+    /// TCP connection attempts that failed or timed out.
+    pub tcp_connect_failures: u64,
+    /// Accepted TCP connections refused: not on a passive candidate of ours, or over the
+    /// cap.
+    pub tcp_refused: u64,
+    /// TCP frames dropped: on a connection the agent does not know.
+    pub tcp_frames_dropped: u64,
 }

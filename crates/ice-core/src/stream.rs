@@ -1,13 +1,34 @@
 //! A data stream (RFC 8445 §3): its components, local and remote candidates, checklist, and
 //! the paths its components send on.
 
-use crate::candidate::{Candidate, CandidateType};
+use crate::candidate::{Candidate, CandidateType, TcpType};
 use crate::checklist::CheckList;
 use crate::consent::Consent;
 use crate::pair::PairId;
 use smallvec::SmallVec;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
+use stun_proto::TransportProtocol;
+
+/// How traffic of a local candidate travels: datagrams on its own UDP socket, RFC 4571
+/// frames on TCP connections named by its base (RFC 6544), or through one of the agent's
+/// TURN clients (its relayed address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Via {
+    Udp,
+    Tcp,
+    Relay(u8),
+}
+
+impl Via {
+    /// The TURN client, for relayed traffic.
+    pub(crate) fn relay(self) -> Option<u8> {
+        match self {
+            Via::Relay(r) => Some(r),
+            _ => None,
+        }
+    }
+}
 
 /// A local candidate and how to send from it.
 #[derive(Clone, Debug)]
@@ -20,6 +41,17 @@ pub(crate) struct LocalCandidate {
     /// A relayed candidate whose allocation ended: it is kept (others refer to candidates
     /// by index) but never paired, announced or used again.
     pub(crate) retired: bool,
+}
+
+impl LocalCandidate {
+    /// How the candidate's traffic travels.
+    pub(crate) fn via(&self) -> Via {
+        match (self.relay, self.cand.transport) {
+            (Some(r), _) => Via::Relay(r),
+            (None, TransportProtocol::Tcp) => Via::Tcp,
+            (None, _) => Via::Udp,
+        }
+    }
 }
 
 /// A remote candidate: signalled, or peer-reflexive learnt from a check.
@@ -36,7 +68,7 @@ pub(crate) struct RemoteCandidate {
 pub(crate) struct Path {
     pub(crate) local: Candidate,
     pub(crate) remote: Candidate,
-    pub(crate) relay: Option<u8>,
+    pub(crate) via: Via,
     /// The pair in the current generation; `None` for a path kept from before a restart.
     pub(crate) pair: Option<PairId>,
     pub(crate) consent: Consent,
@@ -79,6 +111,10 @@ pub(crate) struct Stream {
     pub(crate) prflx_learnt: usize,
     /// The highest component ID the peer signalled (RFC 8445 §6.1.2.2).
     pub(crate) max_remote_component: u16,
+    /// The checklist would have failed, but a passive TCP candidate may still be connected
+    /// to by the peer's active candidates (RFC 6544 §6.2 prunes our pairs of passive
+    /// candidates, so only the peer can check them): it fails at this time instead.
+    pub(crate) accept_deadline: Option<Instant>,
 }
 
 impl Stream {
@@ -92,6 +128,7 @@ impl Stream {
             local_eoc: false,
             prflx_learnt: 0,
             max_remote_component: 0,
+            accept_deadline: None,
         }
     }
 
@@ -113,27 +150,36 @@ impl Stream {
         }
     }
 
-    /// The local candidate that owns a socket: a host candidate whose base it is, or the
-    /// live relayed candidate of a TURN client (a client that re-allocated also has retired
-    /// candidates from its earlier allocations).
-    pub(crate) fn local_for_socket(&self, socket: SocketAddr, relay: Option<u8>) -> Option<u16> {
+    /// The local candidate that owns a socket: a host candidate of that transport whose base
+    /// it is, or the live relayed candidate of a TURN client (a client that re-allocated also
+    /// has retired candidates from its earlier allocations).
+    pub(crate) fn local_for_socket(&self, socket: SocketAddr, via: Via) -> Option<u16> {
         self.local
             .iter()
-            .position(|l| match relay {
-                Some(r) => {
-                    l.relay == Some(r) && l.cand.kind == CandidateType::Relayed && !l.retired
+            .position(|l| match via {
+                Via::Relay(_) => {
+                    l.via() == via && l.cand.kind == CandidateType::Relayed && !l.retired
                 }
-                None => {
-                    l.relay.is_none() && l.cand.kind == CandidateType::Host && l.cand.base == socket
+                Via::Udp | Via::Tcp => {
+                    l.via() == via && l.cand.kind == CandidateType::Host && l.cand.base == socket
                 }
             })
             .map(|i| i as u16)
     }
 
-    pub(crate) fn remote_index(&self, component: u16, address: SocketAddr) -> Option<u16> {
+    pub(crate) fn remote_index(
+        &self,
+        component: u16,
+        transport: TransportProtocol,
+        address: SocketAddr,
+    ) -> Option<u16> {
         self.remote
             .iter()
-            .position(|r| r.cand.component == component && r.cand.address == address)
+            .position(|r| {
+                r.cand.component == component
+                    && r.cand.transport == transport
+                    && r.cand.address == address
+            })
             .map(|i| i as u16)
     }
 
@@ -144,23 +190,55 @@ impl Stream {
         if !l.cand.kind.is_reflexive() {
             return Some(local);
         }
+        // A host candidate is its own base (an active TCP one too, whose address has port 9).
         self.local
             .iter()
             .position(|b| {
                 b.cand.kind == CandidateType::Host
-                    && b.cand.address == l.cand.base
+                    && b.relay.is_none()
+                    && b.cand.base == l.cand.base
+                    && b.cand.transport == l.cand.transport
                     && b.cand.component == l.cand.component
             })
             .map(|i| i as u16)
     }
 
     /// RFC 8445 §6.1.2.2: pair candidates of the same component, transport and address
-    /// family; IPv6 link-local addresses only with link-local addresses.
+    /// family; IPv6 link-local addresses only with link-local addresses. RFC 6544 §6.2: TCP
+    /// candidates pair by TCP type (active with passive, passive with active, simultaneous
+    /// open with simultaneous open).
     pub(crate) fn can_pair(local: &Candidate, remote: &Candidate) -> bool {
         local.component == remote.component
             && local.transport == remote.transport
             && local.address.is_ipv4() == remote.address.is_ipv4()
             && is_link_local(local.address.ip()) == is_link_local(remote.address.ip())
+            && match (local.transport, local.tcp_type, remote.tcp_type) {
+                (TransportProtocol::Udp, _, _) => true,
+                (TransportProtocol::Tcp, Some(l), Some(r)) => l.pairs_with(r),
+                _ => false,
+            }
+    }
+
+    /// RFC 6544 §6.2: pairs whose local candidate is passive are pruned from the checklist:
+    /// we cannot open their connection, the peer checks them. (Triggered checks over a
+    /// connection the peer opened are another matter.)
+    pub(crate) fn checkable(local: &Candidate) -> bool {
+        local.tcp_type != Some(TcpType::Passive)
+    }
+
+    /// True if the peer may still connect to one of our passive candidates: a remote
+    /// candidate pairs with it (RFC 6544 §6.2).
+    pub(crate) fn awaits_inbound(&self) -> bool {
+        self.local
+            .iter()
+            .filter(|l| {
+                l.cand.tcp_type == Some(TcpType::Passive) && l.cand.kind == CandidateType::Host
+            })
+            .any(|l| {
+                self.remote
+                    .iter()
+                    .any(|r| Stream::can_pair(&l.cand, &r.cand))
+            })
     }
 }
 

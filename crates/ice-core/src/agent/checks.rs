@@ -2,15 +2,15 @@
 //! (§7.2.5), timeouts, and the gathering transactions that share the Ta pace (§5.1.1.2).
 
 use super::{Agent, CheckContext, TxContext};
-use crate::candidate::{Candidate, CandidateType, is_redundant};
+use crate::candidate::{Candidate, CandidateType, TcpType, is_redundant};
 use crate::check::{self, CheckRequest, CheckResponse};
 use crate::checklist::CheckListState;
 use crate::config::Role;
 use crate::gathering::GatherJob;
 use crate::pacer::Pacer;
 use crate::pair::{CandidatePair, PairId, PairState};
-use crate::priority::{candidate_priority, local_preference, local_preference_of, prflx_priority};
-use crate::stream::LocalCandidate;
+use crate::priority::{candidate_priority, check_priority, local_preference};
+use crate::stream::{LocalCandidate, Via};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use stun_proto::attributes::{MappedAddress, XorMappedAddress};
@@ -163,8 +163,20 @@ impl Agent {
     }
 
     /// Sends a check for a pair (RFC 8445 §7.2.4): from the base of the local candidate to
-    /// the remote candidate.
+    /// the remote candidate. Over TCP the connection comes first (RFC 6544 §7.1): without
+    /// one the pair waits, In-Progress, until it opens.
     fn send_check(&mut self, now: Instant, stream: usize, id: PairId) {
+        let Some((ctx, _)) = self.check_context(stream, id) else {
+            return;
+        };
+        if ctx.via == Via::Tcp && !self.tcp_ready_for_check(now, stream, id, &ctx) {
+            return;
+        }
+        self.start_check(now, stream, id);
+    }
+
+    /// Starts the STUN transaction of a check whose path is ready.
+    pub(super) fn start_check(&mut self, now: Instant, stream: usize, id: PairId) {
         let rto = self.check_rto();
         let Some((ctx, payload_args)) = self.check_context(stream, id) else {
             return;
@@ -183,7 +195,7 @@ impl Agent {
         };
         let transmit = check::build_request(tid, &request)
             .ok()
-            .and_then(|payload| self.wrap(now, ctx.socket, ctx.remote, ctx.relay, payload));
+            .and_then(|payload| self.wrap(now, ctx.socket, ctx.remote, ctx.via, payload));
         let started = transmit.is_some_and(|t| {
             self.transactions
                 .start_with_rto(now, tid, t, TxContext::Check(ctx), rto)
@@ -204,7 +216,7 @@ impl Agent {
     }
 
     /// What a check of this pair is sent with: the context and whether it nominates.
-    fn check_context(&self, stream: usize, id: PairId) -> Option<(CheckContext, bool)> {
+    pub(super) fn check_context(&self, stream: usize, id: PairId) -> Option<(CheckContext, bool)> {
         let s = self.streams.get(stream)?;
         let p = s.checklist.get(id)?;
         let l = s.local.get(usize::from(p.local))?;
@@ -219,31 +231,47 @@ impl Agent {
             use_candidate,
             nominate_on_success: p.nominate_on_success,
             // RFC 8445 §7.1.1: the local candidate's formula with the prflx type preference.
-            priority: prflx_priority(local_preference_of(l.cand.priority), p.component),
+            priority: check_priority(&l.cand),
             socket: l.cand.base,
             remote: r.cand.address,
-            relay: l.relay,
+            via: l.via(),
         };
         Some((ctx, use_candidate))
     }
 
-    /// A datagram from a local socket (or through a TURN client) to a remote address.
+    /// A datagram from a local socket (or through a TURN client) to a remote address; over
+    /// TCP an RFC 4571 frame on the open connection `(socket, remote)`, or nothing without
+    /// one.
     pub(super) fn wrap(
         &mut self,
         now: Instant,
         socket: SocketAddr,
         remote: SocketAddr,
-        relay: Option<u8>,
+        via: Via,
         payload: Vec<u8>,
     ) -> Option<Transmit> {
-        match relay {
-            None => Some(Transmit {
+        match via {
+            Via::Udp => Some(Transmit {
                 transport: TransportProtocol::Udp,
                 source: socket,
                 destination: remote,
                 payload,
             }),
-            Some(r) => self.relays.send_to(r, now, remote, &payload),
+            Via::Tcp => {
+                if !self.tcp.is_connected(socket, remote) {
+                    return None;
+                }
+                // RFC 6544 §3: STUN and data alike are framed with RFC 4571.
+                let mut framed = Vec::with_capacity(payload.len() + 2);
+                stun_proto::framing::encode_rfc4571(&payload, &mut framed).ok()?;
+                Some(Transmit {
+                    transport: TransportProtocol::Tcp,
+                    source: socket,
+                    destination: remote,
+                    payload: framed,
+                })
+            }
+            Via::Relay(r) => self.relays.send_to(r, now, remote, &payload),
         }
     }
 
@@ -267,7 +295,7 @@ impl Agent {
         now: Instant,
         socket: SocketAddr,
         from: SocketAddr,
-        relay: Option<u8>,
+        via: Via,
         msg: &Message<'_>,
         ctx: CheckContext,
     ) {
@@ -292,8 +320,8 @@ impl Agent {
         }
         self.stats.responses_received += 1;
         // RFC 8445 §7.2.5.2.1: the response must come from where the request went, to where
-        // it came from.
-        if from != ctx.remote || socket != ctx.socket || relay != ctx.relay {
+        // it came from (RFC 6544 §7.1: over TCP, on the same connection).
+        if from != ctx.remote || socket != ctx.socket || via != ctx.via {
             tracing::debug!(%from, expected = %ctx.remote, "non-symmetric response");
             self.check_failed(now, ctx);
             return;
@@ -360,7 +388,7 @@ impl Agent {
 
     /// RFC 8445 §7.2.5.2: the pair fails; a failed nomination also removes the valid pair and
     /// fails the checklist (§7.2.5.3.4).
-    fn check_failed(&mut self, now: Instant, ctx: CheckContext) {
+    pub(super) fn check_failed(&mut self, now: Instant, ctx: CheckContext) {
         let Some(s) = self.streams.get_mut(usize::from(ctx.stream)) else {
             return;
         };
@@ -473,14 +501,20 @@ impl Agent {
         priority: u32,
     ) -> Option<u16> {
         let s = self.streams.get(stream)?;
-        if let Some(i) = s
-            .local
-            .iter()
-            .position(|l| l.cand.address == mapped && l.cand.component == pair.component)
-        {
+        let base = s.local.get(usize::from(pair.local))?.clone();
+        // RFC 6544 §4.5: an active TCP candidate has no port of its own; each connection gets
+        // an ephemeral one. A mapping on its own IP address is the candidate itself.
+        if base.cand.tcp_type == Some(TcpType::Active) && mapped.ip() == base.cand.base.ip() {
+            return Some(pair.local);
+        }
+        if let Some(i) = s.local.iter().position(|l| {
+            l.cand.address == mapped
+                && l.cand.component == pair.component
+                && l.cand.transport == base.cand.transport
+                && l.cand.tcp_type == base.cand.tcp_type
+        }) {
             return Some(i as u16);
         }
-        let base = s.local.get(usize::from(pair.local))?.clone();
         let learnt = s
             .local
             .iter()

@@ -1,7 +1,7 @@
 //! Commands: what the application asks of the agent. Each returns its own error enum.
 
 use super::{Agent, Generation, LocalCreds, RemoteCreds, random_credentials};
-use crate::candidate::{Candidate, CandidateType, Foundation};
+use crate::candidate::{ACTIVE_TCP_PORT, Candidate, CandidateType, Foundation, TcpType};
 use crate::config::{Credentials, CredentialsError, Role};
 use crate::error::{
     AddCandidateError, AddStreamError, EndOfCandidatesError, MdnsError, RemoteCandidateError,
@@ -9,9 +9,11 @@ use crate::error::{
 };
 use crate::events::{ConnectionState, Event, GatheringState, StreamId};
 use crate::gathering::GatherJob;
-use crate::priority::{candidate_priority, local_preference};
+use crate::priority::{
+    candidate_priority, local_preference, tcp_candidate_priority, tcp_local_preference,
+};
 use crate::sdp::{CandidateLine, ConnectionAddress};
-use crate::stream::{LocalCandidate, RemoteCandidate, Stream};
+use crate::stream::{LocalCandidate, RemoteCandidate, Stream, Via};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 use stun_proto::{IntegrityKey, Transmit, TransportProtocol};
@@ -37,6 +39,9 @@ impl Agent {
     /// comes back at once as [`Event::LocalCandidate`], is paired with the remote candidates
     /// known so far, and (for full agents) starts server-reflexive and relayed gathering from
     /// it. Add the preferred interface first: RFC 8421 preferences follow that order.
+    ///
+    /// `transport` must be UDP here; TCP candidates need a TCP type and are added with
+    /// [`add_tcp_host_candidate`](Self::add_tcp_host_candidate).
     pub fn add_host_candidate(
         &mut self,
         now: Instant,
@@ -45,17 +50,82 @@ impl Agent {
         address: SocketAddr,
         transport: TransportProtocol,
     ) -> Result<Candidate, AddCandidateError> {
+        match transport {
+            TransportProtocol::Udp => self.add_host(now, stream, component, address, None),
+            TransportProtocol::Tcp => Err(AddCandidateError::MissingTcpType),
+            _ => Err(AddCandidateError::UnsupportedTransport),
+        }
+    }
+
+    /// Adds a TCP host candidate (RFC 6544 §4.1, §5.1):
+    ///
+    /// * [`TcpType::Passive`]: `address` is a socket the driver listens on; connections it
+    ///   accepts there are reported with [`tcp_accepted`](Self::tcp_accepted).
+    /// * [`TcpType::Active`]: the agent opens connections from this IP address
+    ///   ([`Event::TcpConnect`]). It is signalled with port 9 (RFC 6544 §4.5); `address`
+    ///   names the connections it opens (the `local` of their events and calls) and must be
+    ///   unique among the agent's TCP candidates. The driver need not bind it.
+    /// * [`TcpType::SimultaneousOpen`]: `address` is a port the driver has bound and connects
+    ///   from when asked, while the peer connects towards it.
+    ///
+    /// No server-reflexive or relayed candidates are gathered from TCP candidates.
+    pub fn add_tcp_host_candidate(
+        &mut self,
+        now: Instant,
+        stream: StreamId,
+        component: u16,
+        address: SocketAddr,
+        tcp_type: TcpType,
+    ) -> Result<Candidate, AddCandidateError> {
+        self.add_host(now, stream, component, address, Some(tcp_type))
+    }
+
+    fn add_host(
+        &mut self,
+        now: Instant,
+        stream: StreamId,
+        component: u16,
+        address: SocketAddr,
+        tcp_type: Option<TcpType>,
+    ) -> Result<Candidate, AddCandidateError> {
+        let transport = match tcp_type {
+            Some(_) => TransportProtocol::Tcp,
+            None => TransportProtocol::Udp,
+        };
         self.check_host(stream, component, address, transport)?;
         let rank = self.rank_for(address.ip());
-        let priority =
-            candidate_priority(CandidateType::Host, local_preference(rank, 0), component);
+        let priority = match tcp_type {
+            None => candidate_priority(CandidateType::Host, local_preference(rank, 0), component),
+            Some(t) => {
+                // RFC 6544 §4.2: other-pref unique among candidates of one direction.
+                let index = self
+                    .streams
+                    .iter()
+                    .flat_map(|s| &s.local)
+                    .filter(|l| {
+                        l.cand.kind == CandidateType::Host
+                            && l.cand.tcp_type == Some(t)
+                            && l.cand.component == component
+                            && l.cand.base.ip() == address.ip()
+                    })
+                    .count();
+                let index = u8::try_from(index).unwrap_or(u8::MAX);
+                let lp = tcp_local_preference(CandidateType::Host, t, rank, index);
+                tcp_candidate_priority(CandidateType::Host, lp, component)
+            }
+        };
         let foundation = self.foundation_for(CandidateType::Host, address.ip(), None, transport);
+        // RFC 6544 §4.5: an active candidate has no listening port; it is signalled as 9.
+        let signalled = match tcp_type {
+            Some(TcpType::Active) => SocketAddr::new(address.ip(), ACTIVE_TCP_PORT),
+            _ => address,
+        };
         let cand = Candidate {
             kind: CandidateType::Host,
             transport,
-            tcp_type: None,
+            tcp_type,
             component,
-            address,
+            address: signalled,
             base: address,
             related: None,
             priority,
@@ -70,7 +140,8 @@ impl Agent {
                 retired: false,
             },
         );
-        if !self.config.lite {
+        // STUN and TURN gathering run over UDP only.
+        if !self.config.lite && transport == TransportProtocol::Udp {
             self.queue_gathering(now, stream.index(), index, address);
         }
         if self.gathering.state == GatheringState::New {
@@ -96,9 +167,6 @@ impl Agent {
             .ok_or(AddCandidateError::UnknownStream)?;
         s.component(component)
             .ok_or(AddCandidateError::UnknownComponent)?;
-        if transport != TransportProtocol::Udp {
-            return Err(AddCandidateError::UnsupportedTransport);
-        }
         let ip = address.ip();
         // RFC 8445 §5.1.1.1: no loopback; unspecified and multicast addresses cannot be
         // reached either.
@@ -108,11 +176,12 @@ impl Agent {
         if s.local_eoc {
             return Err(AddCandidateError::AfterEndOfCandidates);
         }
-        let in_use = self
-            .streams
-            .iter()
-            .flat_map(|s| &s.local)
-            .any(|l| l.relay.is_none() && l.cand.base == address);
+        // A UDP socket and a TCP socket may share an address; two candidates of one
+        // transport may not.
+        let in_use =
+            self.streams.iter().flat_map(|s| &s.local).any(|l| {
+                l.relay.is_none() && l.cand.base == address && l.cand.transport == transport
+            });
         if in_use {
             return Err(AddCandidateError::AddressInUse);
         }
@@ -253,8 +322,13 @@ impl Agent {
         if s.component(line.component).is_none() {
             return Err(RemoteCandidateError::UnknownComponent);
         }
-        if line.transport.protocol() != Some(TransportProtocol::Udp) {
-            return Err(RemoteCandidateError::UnsupportedTransport);
+        match (line.transport.protocol(), line.tcp_type) {
+            (Some(TransportProtocol::Udp), _) | (Some(TransportProtocol::Tcp), Some(_)) => {}
+            // RFC 6544 §4.5: a TCP candidate carries its tcptype.
+            (Some(TransportProtocol::Tcp), None) => {
+                return Err(RemoteCandidateError::MissingTcpType);
+            }
+            _ => return Err(RemoteCandidateError::UnsupportedTransport),
         }
         let result = match (line.ufrag(), &self.current.remote) {
             // RFC 8838 §9: a candidate names its generation by ufrag.
@@ -281,10 +355,13 @@ impl Agent {
             .related
             .as_ref()
             .and_then(|(a, p)| Some(SocketAddr::new(a.ip()?, *p)));
+        let transport = line.transport.protocol().unwrap_or(TransportProtocol::Udp);
         let cand = Candidate {
             kind: line.kind,
-            transport: TransportProtocol::Udp,
-            tcp_type: line.tcp_type,
+            transport,
+            tcp_type: line
+                .tcp_type
+                .filter(|_| transport == TransportProtocol::Tcp),
             component: line.component,
             address,
             base: address,
@@ -309,7 +386,7 @@ impl Agent {
             .get_mut(stream)
             .ok_or(RemoteCandidateError::UnknownStream)?;
         s.max_remote_component = s.max_remote_component.max(cand.component);
-        if let Some(i) = s.remote_index(cand.component, cand.address) {
+        if let Some(i) = s.remote_index(cand.component, cand.transport, cand.address) {
             let existing = &mut s.remote[usize::from(i)];
             if existing.learnt {
                 existing.cand = cand;
@@ -459,6 +536,7 @@ impl Agent {
             // Local candidates stay, learnt ones included: gathering jobs and relays refer
             // to them by index, and a learnt mapping often still holds.
             s.remote_eoc = false;
+            s.accept_deadline = None;
             s.prflx_learnt = 0;
             s.max_remote_component = 0;
             if local.is_some() {
@@ -514,6 +592,7 @@ impl Agent {
         }
         self.closed = true;
         self.relays.close(now);
+        self.close_all_tcp();
         for s in &self.streams {
             for p in &s.checklist.pairs {
                 if let Some(tid) = p.transaction {
@@ -537,7 +616,16 @@ impl Agent {
         if self.closed {
             return Err(SendError::Closed);
         }
-        let (socket, remote, relay) = self.data_path(stream, component)?;
+        let (socket, remote, via) = self.data_path(stream, component)?;
+        if via == Via::Tcp {
+            // RFC 4571: a 16-bit length per frame.
+            if data.len() > usize::from(u16::MAX) {
+                return Err(SendError::TooLarge);
+            }
+            if !self.tcp.is_connected(socket, remote) {
+                return Err(SendError::NotConnected);
+            }
+        }
         if let Some(c) = self
             .streams
             .get_mut(stream.index())
@@ -552,7 +640,7 @@ impl Agent {
                 }
             }
         }
-        self.wrap(now, socket, remote, relay, data.to_vec())
+        self.wrap(now, socket, remote, via, data.to_vec())
             .ok_or(SendError::Relay)
     }
 

@@ -9,10 +9,10 @@ use crate::checklist::CheckListState;
 use crate::config::Role;
 use crate::events::{Event, Received};
 use crate::pair::{CandidatePair, PairState};
-use crate::stream::RemoteCandidate;
+use crate::stream::{RemoteCandidate, Via};
 use std::net::SocketAddr;
 use std::time::Instant;
-use stun_proto::{Class, Input, IntegrityKey, Message, Method};
+use stun_proto::{Class, Input, IntegrityKey, Message, Method, TransportProtocol};
 
 /// Which generation's credentials authenticated a check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,30 +48,42 @@ impl Agent {
         if self.closed {
             return Received::NotMine;
         }
-        self.handle_datagram(now, input.destination, input.source, None, input.data)
+        let via = match input.transport {
+            TransportProtocol::Udp => Via::Udp,
+            // One RFC 4571 frame from an open connection (RFC 6544 §3).
+            TransportProtocol::Tcp => {
+                if !self.tcp.is_connected(input.destination, input.source) {
+                    self.stats.tcp_frames_dropped += 1;
+                    return Received::NotMine;
+                }
+                Via::Tcp
+            }
+            _ => return Received::NotMine,
+        };
+        self.handle_datagram(now, input.destination, input.source, via, input.data)
     }
 
-    /// Handles what arrived on `socket` (a host base, or a relayed address when `relay` is
-    /// set) from `from`.
+    /// Handles what arrived on `socket` (a host base, the local name of a TCP connection, or
+    /// a relayed address) from `from`, travelling `via`.
     pub(super) fn handle_datagram<'a>(
         &mut self,
         now: Instant,
         socket: SocketAddr,
         from: SocketAddr,
-        relay: Option<u8>,
+        via: Via,
         data: &'a [u8],
     ) -> Received<'a> {
         // RFC 7983: first byte 0-3 is STUN.
         if data.first().is_some_and(|&b| b < 4) {
             return match Message::parse(data) {
                 Ok(msg) if msg.method() == Method::BINDING => {
-                    let r = self.handle_binding(now, socket, from, relay, &msg);
+                    let r = self.handle_binding(now, socket, from, via, &msg);
                     self.update_states(now);
                     r
                 }
                 Ok(_) => Received::NotMine,
                 Err(error) => {
-                    if !self.owns_socket(socket, relay) {
+                    if !self.owns_socket(socket, via) {
                         return Received::NotMine;
                     }
                     tracing::debug!(%error, %from, "malformed STUN dropped");
@@ -80,7 +92,7 @@ impl Agent {
                 }
             };
         }
-        self.handle_data(socket, from, relay, data)
+        self.handle_data(socket, from, via, data)
     }
 
     fn handle_binding(
@@ -88,33 +100,33 @@ impl Agent {
         now: Instant,
         socket: SocketAddr,
         from: SocketAddr,
-        relay: Option<u8>,
+        via: Via,
         msg: &Message<'_>,
     ) -> Received<'static> {
         match msg.class() {
-            Class::Request => self.handle_request(now, socket, from, relay, msg),
+            Class::Request => self.handle_request(now, socket, from, via, msg),
             Class::Indication => {
-                if !self.owns_socket(socket, relay) {
+                if !self.owns_socket(socket, via) {
                     return Received::NotMine;
                 }
                 // RFC 8445 §11: keepalives only keep NAT bindings; nothing to do.
                 self.stats.indications_received += 1;
                 Received::Consumed
             }
-            Class::Success | Class::Error => self.handle_response(now, socket, from, relay, msg),
+            Class::Success | Class::Error => self.handle_response(now, socket, from, via, msg),
         }
     }
 
-    fn owns_socket(&self, socket: SocketAddr, relay: Option<u8>) -> bool {
-        self.socket_owner(socket, relay).is_some()
+    fn owns_socket(&self, socket: SocketAddr, via: Via) -> bool {
+        self.socket_owner(socket, via).is_some()
     }
 
     /// The stream and local candidate that own a socket.
-    fn socket_owner(&self, socket: SocketAddr, relay: Option<u8>) -> Option<(usize, u16)> {
+    fn socket_owner(&self, socket: SocketAddr, via: Via) -> Option<(usize, u16)> {
         self.streams
             .iter()
             .enumerate()
-            .find_map(|(i, s)| s.local_for_socket(socket, relay).map(|l| (i, l)))
+            .find_map(|(i, s)| s.local_for_socket(socket, via).map(|l| (i, l)))
     }
 
     fn key_for(&self, ufrag: &str) -> Option<(&IntegrityKey, Gen)> {
@@ -133,19 +145,19 @@ impl Agent {
         now: Instant,
         socket: SocketAddr,
         from: SocketAddr,
-        relay: Option<u8>,
+        via: Via,
         msg: &Message<'_>,
     ) -> Received<'static> {
-        let Some((stream, local)) = self.socket_owner(socket, relay) else {
+        let Some((stream, local)) = self.socket_owner(socket, via) else {
             return Received::NotMine;
         };
         let tid = msg.transaction_id();
         match check::authenticate(msg, |u| self.key_for(u)) {
             Ok((check, generation)) => {
-                self.on_check(now, stream, local, socket, from, relay, check, generation)
+                self.on_check(now, stream, local, socket, from, via, check, generation)
             }
             Err((refusal, generation)) => {
-                self.refuse(now, socket, from, relay, msg, tid, refusal, generation);
+                self.refuse(now, socket, from, via, msg, tid, refusal, generation);
                 Received::Consumed
             }
         }
@@ -158,7 +170,7 @@ impl Agent {
         now: Instant,
         socket: SocketAddr,
         from: SocketAddr,
-        relay: Option<u8>,
+        via: Via,
         msg: &Message<'_>,
         tid: stun_proto::TransactionId,
         refusal: Refusal,
@@ -189,7 +201,7 @@ impl Agent {
             None => None,
         };
         if let Ok(payload) = check::build_error(tid, code, &unknown, key.as_ref()) {
-            self.reply(now, socket, from, relay, payload);
+            self.reply(now, socket, from, via, payload);
         }
     }
 
@@ -198,10 +210,10 @@ impl Agent {
         now: Instant,
         socket: SocketAddr,
         to: SocketAddr,
-        relay: Option<u8>,
+        via: Via,
         payload: Vec<u8>,
     ) {
-        if let Some(t) = self.wrap(now, socket, to, relay, payload) {
+        if let Some(t) = self.wrap(now, socket, to, via, payload) {
             self.transmits.push_back(t);
         }
     }
@@ -215,13 +227,13 @@ impl Agent {
         local: u16,
         socket: SocketAddr,
         from: SocketAddr,
-        relay: Option<u8>,
+        via: Via,
         check: IncomingCheck<'_>,
         generation: Gen,
     ) -> Received<'static> {
         if generation == Gen::Previous {
             // The peer keeps consent on the previous generation's path during a restart.
-            self.answer(now, socket, from, relay, check, Gen::Previous);
+            self.answer(now, socket, from, via, check, Gen::Previous);
             self.refresh_inbound(now, stream, socket, from, true);
             return Received::Consumed;
         }
@@ -229,11 +241,11 @@ impl Agent {
             self.stats.role_conflicts_answered += 1;
             let key = self.current.local.key.clone();
             if let Ok(payload) = check::build_error(check.tid, 487, &[], Some(&key)) {
-                self.reply(now, socket, from, relay, payload);
+                self.reply(now, socket, from, via, payload);
             }
             return Received::Consumed;
         }
-        self.answer(now, socket, from, relay, check, Gen::Current);
+        self.answer(now, socket, from, via, check, Gen::Current);
         // RFC 8838 §9: a check of another remote generation gets its answer, nothing more.
         if self
             .current
@@ -243,10 +255,8 @@ impl Agent {
         {
             return Received::Consumed;
         }
-        let component = self.streams[stream].local[usize::from(local)]
-            .cand
-            .component;
-        let Some(remote) = self.remote_for_check(stream, component, from, check.priority) else {
+        let local_cand = self.streams[stream].local[usize::from(local)].cand;
+        let Some(remote) = self.remote_for_check(stream, &local_cand, from, check.priority) else {
             return Received::Consumed;
         };
         if self.config.lite {
@@ -265,7 +275,7 @@ impl Agent {
         now: Instant,
         socket: SocketAddr,
         from: SocketAddr,
-        relay: Option<u8>,
+        via: Via,
         check: IncomingCheck<'_>,
         generation: Gen,
     ) {
@@ -278,7 +288,7 @@ impl Agent {
         };
         if let Ok(payload) = check::build_success(check.tid, from, key) {
             self.stats.checks_answered += 1;
-            self.reply(now, socket, from, relay, payload);
+            self.reply(now, socket, from, via, payload);
         }
     }
 
@@ -306,20 +316,23 @@ impl Agent {
     }
 
     /// RFC 8445 §7.3.1.3: the remote candidate the check came from, learnt as peer-reflexive
-    /// if new. The number learnt is capped.
+    /// if new. The number learnt is capped. Over TCP (RFC 6544 §7.2) the learnt candidate
+    /// has the TCP type that pairs with the local candidate's: a check on a passive
+    /// candidate's connection comes from an active one (from its ephemeral port).
     fn remote_for_check(
         &mut self,
         stream: usize,
-        component: u16,
+        local: &Candidate,
         from: SocketAddr,
         priority: u32,
     ) -> Option<u16> {
+        let (component, transport) = (local.component, local.transport);
         let (max_prflx, max_remote) = (
             self.config.max_peer_reflexive,
             self.config.max_remote_candidates,
         );
         let s = self.streams.get(stream)?;
-        if let Some(i) = s.remote_index(component, from) {
+        if let Some(i) = s.remote_index(component, transport, from) {
             return Some(i);
         }
         if s.prflx_learnt >= max_prflx || s.remote.len() >= max_remote {
@@ -329,8 +342,8 @@ impl Agent {
         let foundation = self.prflx_remote_foundation();
         let cand = Candidate {
             kind: CandidateType::PeerReflexive,
-            transport: stun_proto::TransportProtocol::Udp,
-            tcp_type: None,
+            transport,
+            tcp_type: local.tcp_type.map(|t| t.peer_of()),
             component,
             address: from,
             base: from,
@@ -366,6 +379,10 @@ impl Agent {
             return;
         };
         let s = &mut self.streams[stream];
+        let tcp = s
+            .local
+            .get(usize::from(local))
+            .is_some_and(|l| l.via() == Via::Tcp);
         let Some(p) = s.checklist.get_mut(id) else {
             return;
         };
@@ -385,6 +402,12 @@ impl Agent {
                         self.on_nominated(now, stream, v);
                     }
                 }
+                return;
+            }
+            // Over TCP the request in flight will arrive (RFC 8489 §6.2.2): a triggered check
+            // would only repeat it. A nomination rides on its success instead.
+            PairState::InProgress if tcp && old_tid.is_some() => {
+                p.nominate_on_success |= nominate;
                 return;
             }
             PairState::InProgress => {
@@ -482,13 +505,13 @@ impl Agent {
         now: Instant,
         socket: SocketAddr,
         from: SocketAddr,
-        relay: Option<u8>,
+        via: Via,
         msg: &Message<'_>,
     ) -> Received<'static> {
         let tid = msg.transaction_id();
         match self.context_of(&tid) {
             Some(TxContext::Check(ctx)) => {
-                self.on_check_response(now, socket, from, relay, msg, ctx);
+                self.on_check_response(now, socket, from, via, msg, ctx);
                 Received::Consumed
             }
             Some(TxContext::Gather(job)) => {
@@ -496,10 +519,10 @@ impl Agent {
                 Received::Consumed
             }
             None => {
-                if self.on_consent_response(now, socket, from, relay, msg) {
+                if self.on_consent_response(now, socket, from, via, msg) {
                     return Received::Consumed;
                 }
-                if self.owns_socket(socket, relay) {
+                if self.owns_socket(socket, via) {
                     self.stats.responses_dropped += 1;
                     Received::Consumed
                 } else {
@@ -514,12 +537,12 @@ impl Agent {
         &mut self,
         socket: SocketAddr,
         from: SocketAddr,
-        relay: Option<u8>,
+        via: Via,
         data: &'a [u8],
     ) -> Received<'a> {
         let route = match self.data_route {
-            Some(r) if r.socket == socket && r.from == from && r.relay == relay => Some(r),
-            _ => self.find_route(socket, from, relay),
+            Some(r) if r.socket == socket && r.from == from && r.via == via => Some(r),
+            _ => self.find_route(socket, from, via),
         };
         match route {
             Some(r) => {
@@ -532,7 +555,7 @@ impl Agent {
                 }
             }
             None => {
-                if self.owns_socket(socket, relay) {
+                if self.owns_socket(socket, via) {
                     tracing::debug!(%from, len = data.len(), "data from an unvouched address dropped");
                     self.stats.data_dropped += 1;
                 }
@@ -547,12 +570,12 @@ impl Agent {
         &self,
         socket: SocketAddr,
         from: SocketAddr,
-        relay: Option<u8>,
+        via: Via,
     ) -> Option<DataRoute> {
         let route = |stream: usize, component: u16| DataRoute {
             socket,
             from,
-            relay,
+            via,
             stream: stream as u16,
             component,
         };
@@ -564,7 +587,7 @@ impl Agent {
                         .is_some_and(|r| r.cand.address == from)
                     && s.local
                         .get(usize::from(p.local))
-                        .is_some_and(|l| l.cand.base == socket && l.relay == relay)
+                        .is_some_and(|l| l.cand.base == socket && l.via() == via)
             });
             if let Some(p) = vouched {
                 return Some(route(i, p.component));
@@ -573,7 +596,7 @@ impl Agent {
                 let on_path = [comp.selected.as_ref(), comp.previous.as_ref()]
                     .into_iter()
                     .flatten()
-                    .any(|p| p.socket() == socket && p.remote.address == from && p.relay == relay);
+                    .any(|p| p.socket() == socket && p.remote.address == from && p.via == via);
                 if on_path {
                     return Some(route(i, c as u16 + 1));
                 }

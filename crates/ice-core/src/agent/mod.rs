@@ -6,6 +6,7 @@ mod incoming;
 mod pairing;
 mod paths;
 mod state;
+mod tcp;
 mod turn;
 
 use crate::candidate::{Candidate, CandidateType, Foundation};
@@ -19,7 +20,8 @@ use crate::priority::LocalPreferences;
 use crate::relay::Relays;
 use crate::sdp::CandidateLine;
 use crate::stats::Stats;
-use crate::stream::Stream;
+use crate::stream::{Stream, Via};
+use crate::tcp::TcpConnections;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use std::collections::VecDeque;
@@ -29,7 +31,7 @@ use stun_proto::transaction::{ClientTransactions, TransactionConfig};
 use stun_proto::{IntegrityKey, Transmit, TransportProtocol};
 
 /// A Sans-IO ICE agent (RFC 8445) with trickle (RFC 8838), ICE-lite, consent freshness
-/// (RFC 7675) and restarts.
+/// (RFC 7675), restarts and TCP candidates (RFC 6544).
 ///
 /// # The Sans-IO contract
 ///
@@ -51,6 +53,43 @@ use stun_proto::{IntegrityKey, Transmit, TransportProtocol};
 /// candidate. Traffic of relayed candidates is wrapped by the agent's own TURN clients and
 /// leaves from the socket those use towards the TURN server.
 ///
+/// # ICE-TCP (RFC 6544)
+///
+/// TCP host candidates are added with [`add_tcp_host_candidate`](Self::add_tcp_host_candidate)
+/// (passive: a listening socket; active: connections from an IP address, signalled with
+/// port 9; simultaneous-open: a bound port). They pair by TCP type (active with passive,
+/// passive with active, so with so; never with UDP) and rank below UDP candidates. The agent
+/// decides which connections exist; the driver opens, accepts and closes them. A connection
+/// is named by `(local, remote)`: `local` is the base of the local candidate (the address an
+/// active candidate was added with, whatever ephemeral port its socket got; the listening
+/// address for accepted connections), `remote` the peer's address as the connection sees it.
+///
+/// 1. **Connect.** To check a pair from an active or simultaneous-open candidate the agent
+///    emits [`Event::TcpConnect`]`{ local, remote, tcp_type }` (RFC 6544 §7.1). The driver
+///    connects (active: from an ephemeral port of `local`'s IP; so: from `local` itself,
+///    while the peer connects towards it) and reports [`tcp_connected`](Self::tcp_connected)
+///    or [`tcp_connect_failed`](Self::tcp_connect_failed). The check goes out once the
+///    connection is open; a failure fails the pair. Without either report within
+///    [`AgentConfig::tcp_connect_timeout`] the agent gives up and emits [`Event::TcpClose`].
+/// 2. **Accept.** A connection accepted on a passive candidate's listener is reported with
+///    [`tcp_accepted`](Self::tcp_accepted) before any of its bytes; on `false` the driver
+///    closes it. The peer's checks arrive over it; the agent answers, and sends its own
+///    triggered check, over the same connection.
+/// 3. **Frames in.** The driver cuts each connection's byte stream with
+///    `stun_proto::framing::StreamFramer` (`Framing::Rfc4571`) and hands every frame, without
+///    its 2-byte length, to [`handle_input`](Self::handle_input) as an [`Input`](stun_proto::Input) with
+///    `transport: Tcp`, `source: remote`, `destination: local`. A framing error means the
+///    stream is broken: close the connection and report it as closed.
+/// 4. **Bytes out.** A [`Transmit`] with `transport: Tcp` holds bytes to write as they are
+///    on the connection `(source, destination)`: the agent has put the RFC 4571 length in
+///    front. [`send`](Self::send) on a selected TCP pair returns such a transmit too.
+/// 5. **Close.** The driver reports a connection that closed or broke with
+///    [`tcp_closed`](Self::tcp_closed): checks on it fail and a selected pair on it loses
+///    consent ([`Event::ConsentLost`]). The agent asks for connections it no longer needs to
+///    be closed with [`Event::TcpClose`] (after completion, for connections no selected pair
+///    uses; on [`close`](Self::close), all of them); the driver closes them without reporting
+///    back.
+///
 /// # Methods
 ///
 /// * Construction: [`new`](Self::new).
@@ -65,9 +104,12 @@ use stun_proto::{IntegrityKey, Transmit, TransportProtocol};
 ///   [`default_candidate`](Self::default_candidate), [`route`](Self::route),
 ///   [`stats`](Self::stats).
 /// * Input: [`handle_input`](Self::handle_input), [`handle_timeout`](Self::handle_timeout),
-///   [`handle_timeout_paced`](Self::handle_timeout_paced).
+///   [`handle_timeout_paced`](Self::handle_timeout_paced); TCP connections:
+///   [`tcp_connected`](Self::tcp_connected), [`tcp_connect_failed`](Self::tcp_connect_failed),
+///   [`tcp_accepted`](Self::tcp_accepted), [`tcp_closed`](Self::tcp_closed).
 /// * Commands: [`add_stream`](Self::add_stream),
 ///   [`add_host_candidate`](Self::add_host_candidate),
+///   [`add_tcp_host_candidate`](Self::add_tcp_host_candidate),
 ///   [`finish_host_candidates`](Self::finish_host_candidates),
 ///   [`set_remote_credentials`](Self::set_remote_credentials),
 ///   [`set_remote_lite`](Self::set_remote_lite),
@@ -154,6 +196,8 @@ pub struct Agent {
     remote_prflx_foundations: u32,
     /// The last (socket, peer, relay) that data was accepted from, and its stream/component.
     data_route: Option<DataRoute>,
+    /// TCP connections opened and accepted (RFC 6544 §7).
+    tcp: TcpConnections,
     stats: Stats,
     closed: bool,
 }
@@ -162,7 +206,7 @@ pub struct Agent {
 struct DataRoute {
     socket: SocketAddr,
     from: SocketAddr,
-    relay: Option<u8>,
+    via: Via,
     stream: u16,
     component: u16,
 }
@@ -219,7 +263,7 @@ struct CheckContext {
     priority: u32,
     socket: SocketAddr,
     remote: SocketAddr,
-    relay: Option<u8>,
+    via: Via,
 }
 
 /// A read-only view of a candidate pair, for diagnostics and tests.
@@ -319,6 +363,7 @@ impl Agent {
             cancelled: VecDeque::new(),
             remote_prflx_foundations: 0,
             data_route: None,
+            tcp: TcpConnections::default(),
             stats: Stats::default(),
             closed: false,
             config,
@@ -425,7 +470,8 @@ impl Agent {
 
     /// The default candidate of a component (RFC 8445 §5.1.2, §5.2; RFC 8839 §4.2.1: the
     /// address put in `c=`/`m=` for peers that do not speak ICE): the one most likely to
-    /// work, relayed before server-reflexive before host, the highest priority within a
+    /// work, UDP before TCP (RFC 6544 §4.3; never an active TCP candidate, which has no
+    /// port), relayed before server-reflexive before host, the highest priority within a
     /// type.
     pub fn default_candidate(&self, stream: StreamId, component: u16) -> Option<Candidate> {
         let rank = |k: CandidateType| match k {
@@ -440,14 +486,21 @@ impl Agent {
             .iter()
             .map(|l| l.cand)
             .filter(|c| c.component == component && c.kind != CandidateType::PeerReflexive)
-            .max_by_key(|c| (rank(c.kind), c.priority))
+            .filter(|c| c.tcp_type != Some(crate::candidate::TcpType::Active))
+            .max_by_key(|c| {
+                (
+                    c.transport == TransportProtocol::Udp,
+                    rank(c.kind),
+                    c.priority,
+                )
+            })
     }
 
-    /// The stream and component that data from `from` arriving on local socket `socket`
+    /// The stream and component that data from `from` arriving on local UDP socket `socket`
     /// belongs to, if the agent accepts data from there: a valid pair, or a pair over which
     /// an authenticated check arrived. A demultiplexer uses this to route application data.
     pub fn route(&self, socket: SocketAddr, from: SocketAddr) -> Option<(StreamId, u16)> {
-        self.find_route(socket, from, None)
+        self.find_route(socket, from, Via::Udp)
             .map(|r| (StreamId(r.stream), r.component))
     }
 
@@ -496,6 +549,7 @@ impl Agent {
             self.paths_timeout(),
             self.nomination_timeout(),
             self.paced_timeout(),
+            self.tcp_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -523,6 +577,7 @@ impl Agent {
         }
         self.transactions.handle_timeout(now);
         self.drain_transaction_events(now);
+        self.tcp_timeouts(now);
         self.relays_timeout(now);
         self.run_paths(now);
         self.run_nomination(now);

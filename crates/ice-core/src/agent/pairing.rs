@@ -40,6 +40,9 @@ impl Agent {
         let Some(l) = s.local.get(usize::from(base)) else {
             return;
         };
+        if !Stream::checkable(&l.cand) {
+            return; // RFC 6544 §6.2: pairs of passive candidates are pruned.
+        }
         let remotes: Vec<u16> = s
             .remote
             .iter()
@@ -68,7 +71,11 @@ impl Agent {
             .local
             .iter()
             .enumerate()
-            .filter(|(_, l)| !l.cand.kind.is_reflexive() && Stream::can_pair(&l.cand, &r.cand))
+            .filter(|(_, l)| {
+                !l.cand.kind.is_reflexive()
+                    && Stream::checkable(&l.cand)
+                    && Stream::can_pair(&l.cand, &r.cand)
+            })
             .map(|(i, _)| i as u16)
             .collect();
         for local in locals {

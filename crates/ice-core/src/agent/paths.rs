@@ -5,8 +5,8 @@ use crate::check::{self, CheckRequest};
 use crate::consent::{Consent, ConsentChange};
 use crate::error::SendError;
 use crate::events::{Event, StreamId};
-use crate::priority::{local_preference_of, prflx_priority};
-use crate::stream::Path;
+use crate::priority::check_priority;
+use crate::stream::{Path, Via};
 use rand_core::Rng;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -119,10 +119,10 @@ impl Agent {
         // RFC 8445 §11: a Binding indication when nothing was sent for Tr.
         if now >= path.consent.last_sent + keepalive {
             path.consent.last_sent = now;
-            let (socket, remote, relay) = (path.socket(), path.remote.address, path.relay);
+            let (socket, remote, via) = (path.socket(), path.remote.address, path.via);
             let tid = self.random_transaction_id();
             if let Ok(payload) = check::build_indication(tid) {
-                if let Some(t) = self.wrap(now, socket, remote, relay, payload) {
+                if let Some(t) = self.wrap(now, socket, remote, via, payload) {
                     self.stats.keepalives_sent += 1;
                     self.transmits.push_back(t);
                 }
@@ -134,8 +134,8 @@ impl Agent {
     /// transaction ID, at a randomised interval.
     fn send_consent_check(&mut self, now: Instant, due: Due) {
         let Some(path) = self.path(due) else { return };
-        let (socket, remote, relay) = (path.socket(), path.remote.address, path.relay);
-        let priority = prflx_priority(local_preference_of(path.local.priority), due.component);
+        let (socket, remote, via) = (path.socket(), path.remote.address, path.via);
+        let priority = check_priority(&path.local);
         let generation = match due.which {
             Which::Selected => Some(&self.current),
             Which::Previous => self.previous.as_deref(),
@@ -156,7 +156,7 @@ impl Agent {
             return;
         };
         let next = Consent::interval(&self.config.consent, self.rng.next_u32());
-        if let Some(t) = self.wrap(now, socket, remote, relay, payload) {
+        if let Some(t) = self.wrap(now, socket, remote, via, payload) {
             self.transmits.push_back(t);
             self.stats.consent_checks_sent += 1;
         }
@@ -171,7 +171,7 @@ impl Agent {
         now: Instant,
         socket: SocketAddr,
         from: SocketAddr,
-        relay: Option<u8>,
+        via: Via,
         msg: &Message<'_>,
     ) -> bool {
         let tid = msg.transaction_id();
@@ -193,8 +193,7 @@ impl Agent {
         let Some(path) = self.path_mut(due) else {
             return false;
         };
-        let symmetric =
-            from == path.remote.address && socket == path.socket() && relay == path.relay;
+        let symmetric = from == path.remote.address && socket == path.socket() && via == path.via;
         if !authentic || !symmetric {
             self.stats.responses_dropped += 1;
             return true;
@@ -241,7 +240,7 @@ impl Agent {
         &self,
         stream: StreamId,
         component: u16,
-    ) -> Result<(SocketAddr, SocketAddr, Option<u8>), SendError> {
+    ) -> Result<(SocketAddr, SocketAddr, Via), SendError> {
         let s = self
             .streams
             .get(stream.index())
@@ -251,7 +250,7 @@ impl Agent {
             if p.consent.lost {
                 Err(SendError::ConsentExpired)
             } else {
-                Ok((p.socket(), p.remote.address, p.relay))
+                Ok((p.socket(), p.remote.address, p.via))
             }
         };
         if let Some(p) = &c.selected {
@@ -262,7 +261,7 @@ impl Agent {
                 s.local.get(usize::from(v.local)),
                 s.remote.get(usize::from(v.remote)),
             ) {
-                return Ok((l.cand.base, r.cand.address, l.relay));
+                return Ok((l.cand.base, r.cand.address, l.via()));
             }
         }
         match &c.previous {

@@ -121,7 +121,7 @@ impl Agent {
         ) else {
             return;
         };
-        let (local, remote, relay, best_id) = (l.cand, r.cand, l.relay, best.id);
+        let (local, remote, via, best_id) = (l.cand, r.cand, l.via(), best.id);
         let consent = self.new_consent(now);
         let Some(s) = self.streams.get_mut(stream) else {
             return;
@@ -130,7 +130,7 @@ impl Agent {
             c.selected = Some(Box::new(Path {
                 local,
                 remote,
-                relay,
+                via,
                 pair: Some(best_id),
                 consent,
             }));
@@ -139,7 +139,7 @@ impl Agent {
         }
         self.remove_other_pairs(stream, component);
         // RFC 8445 §12.1: data from a relayed candidate goes over a channel.
-        if let Some(r) = relay {
+        if let Some(r) = via.relay() {
             self.relays.bind_channel(r, now, remote.address);
         }
         if self
@@ -191,10 +191,13 @@ impl Agent {
         }
         self.run_nomination(now);
         self.update_gathering();
-        self.update_checklists();
+        self.update_checklists(now);
         self.release_check_buffers();
         let state = self.compute_state();
         self.set_state(state);
+        if state == ConnectionState::Completed {
+            self.sweep_tcp();
+        }
     }
 
     /// Once no checklist runs, the buffers of the checking phase go: an agent that lives
@@ -238,10 +241,12 @@ impl Agent {
 
     /// RFC 8445 §6.1.2.1, §7.2.5.4 with RFC 8838 §8: Completed when every component has a
     /// nominated pair; Failed when nothing is left to check, some component has no valid
-    /// pair, our gathering is over and the peer sent end-of-candidates.
-    fn update_checklists(&mut self) {
+    /// pair, our gathering is over and the peer sent end-of-candidates; and, when the peer
+    /// may still connect to a passive TCP candidate (RFC 6544 §6.2), `tcp_accept_wait` later.
+    fn update_checklists(&mut self, now: Instant) {
         let gathered = self.gathering.state == GatheringState::Complete;
         let lite = self.config.lite;
+        let accept_wait = self.config.tcp_accept_wait;
         for s in &mut self.streams {
             if s.checklist.state != CheckListState::Running {
                 continue;
@@ -257,6 +262,12 @@ impl Agent {
                 continue;
             }
             let all_valid = (1..=components).all(|c| s.checklist.best_valid(c).is_some());
+            if !all_valid && s.awaits_inbound() {
+                let deadline = *s.accept_deadline.get_or_insert(now + accept_wait);
+                if now < deadline {
+                    continue;
+                }
+            }
             if !all_valid {
                 tracing::debug!("checklist failed");
                 s.checklist.state = CheckListState::Failed;

@@ -6,7 +6,7 @@ use crate::candidate::{Candidate, CandidateType, is_redundant};
 use crate::events::Received;
 use crate::priority::{candidate_priority, local_preference};
 use crate::relay::Relay;
-use crate::stream::LocalCandidate;
+use crate::stream::{LocalCandidate, Via};
 use rand_core::Rng;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -39,7 +39,9 @@ impl Agent {
                     .and_then(|(s, c)| self.streams.get(usize::from(s))?.local.get(usize::from(c)))
                     .map(|l| l.cand.base);
                 match relayed {
-                    Some(socket) => self.handle_datagram(now, socket, peer, Some(relay), data),
+                    Some(socket) => {
+                        self.handle_datagram(now, socket, peer, Via::Relay(relay), data)
+                    }
                     None => Received::Consumed,
                 }
             }
@@ -49,7 +51,7 @@ impl Agent {
                     now,
                     input.destination,
                     input.source,
-                    None,
+                    Via::Udp,
                     input.data,
                 );
             }

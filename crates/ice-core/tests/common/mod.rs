@@ -3,6 +3,9 @@
 //! candidates to each other through a delayed signalling channel.
 #![allow(dead_code, unreachable_pub, clippy::disallowed_methods)]
 
+mod tcp;
+pub use tcp::*;
+
 use ice_core::{
     Agent, AgentConfig, Candidate, ConnectionState, Event, Input, Received, StreamId, Transmit,
     TransportProtocol,
@@ -139,6 +142,10 @@ pub struct Net {
     signals: Vec<PendingSignal>,
     seq: u64,
     rng: u64,
+    /// Drops every UDP datagram (a network that only lets TCP through).
+    pub block_udp: bool,
+    /// The emulated TCP connections and what is on their way.
+    pub tcp: TcpNet,
 }
 
 pub fn ip(s: &str) -> IpAddr {
@@ -169,6 +176,8 @@ impl Net {
             signals: Vec::new(),
             seq: 0,
             rng: 0x9E37_79B9_7F4A_7C15,
+            block_udp: false,
+            tcp: TcpNet::default(),
         }
     }
 
@@ -332,6 +341,7 @@ impl Net {
         let elapsed = self.elapsed();
         for e in events {
             self.signal_event(node, &e);
+            self.tcp_event(node, &e);
             self.nodes[node].events.push((elapsed, e));
         }
     }
@@ -386,7 +396,11 @@ impl Net {
     fn send(&mut self, node: usize, t: Transmit) {
         let elapsed = self.elapsed();
         self.log.push((elapsed, node, t.clone()));
-        if self.loss > 0.0 && self.rand() < self.loss {
+        if t.transport == TransportProtocol::Tcp {
+            self.tcp_write(node, t);
+            return;
+        }
+        if self.block_udp || (self.loss > 0.0 && self.rand() < self.loss) {
             return;
         }
         let mut source = t.source;
@@ -507,7 +521,11 @@ impl Net {
 
     fn next_time(&self) -> Option<Instant> {
         let packets = self.in_flight.iter().map(|p| p.at);
-        let signals = self.signals.iter().map(|s| s.at);
+        let signals = self
+            .signals
+            .iter()
+            .map(|s| s.at)
+            .chain(self.tcp.next_time());
         let timers = self.nodes.iter().filter_map(|n| match &n.machine {
             Machine::Agent(a) => a.poll_timeout(),
             Machine::Set(s) => s.poll_timeout(),
@@ -548,6 +566,7 @@ impl Net {
         for p in due {
             self.deliver(p);
         }
+        self.tcp_step(now);
         let (due, rest): (Vec<PendingSignal>, Vec<PendingSignal>) =
             std::mem::take(&mut self.signals)
                 .into_iter()
@@ -735,6 +754,14 @@ pub fn dump(net: &Net, node: usize, stream: StreamId) {
     }
 }
 
+/// The STUN message of a transmit: its payload, without the RFC 4571 prefix over TCP.
+pub fn message_of(t: &Transmit) -> &[u8] {
+    match t.transport {
+        TransportProtocol::Tcp => t.payload.get(2..).unwrap_or(&[]),
+        _ => &t.payload,
+    }
+}
+
 /// True for a STUN Binding request (a check) with USE-CANDIDATE or not.
 pub fn is_check(payload: &[u8]) -> bool {
     stun_proto::Message::parse(payload).is_ok_and(|m| {
@@ -748,8 +775,8 @@ pub fn check_times(net: &Net, node: usize) -> Vec<Duration> {
     let mut seen = Vec::new();
     let mut times = Vec::new();
     for (at, n, t) in &net.log {
-        if *n == node && is_check(&t.payload) {
-            let tid = stun_proto::Message::parse(&t.payload)
+        if *n == node && is_check(message_of(t)) {
+            let tid = stun_proto::Message::parse(message_of(t))
                 .unwrap()
                 .transaction_id();
             if !seen.contains(&tid) {
