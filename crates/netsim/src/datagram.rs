@@ -2,11 +2,13 @@
 
 use std::net::SocketAddr;
 
-/// The transport protocol a [`Datagram`] travels over.
+/// A transport protocol the simulator emulates.
 ///
-/// Only UDP is emulated today. The enum is `#[non_exhaustive]` so that TCP can be added
-/// without breaking callers (a client whose UDP is blocked by a [`Firewall`] reaching a TURN
-/// server over TCP); the firewall and the capture code already dispatch on it.
+/// [`Datagram`]s are UDP. TCP is a byte stream between nodes: nodes drive it with
+/// [`TcpCommand`](crate::TcpCommand)s and see it as [`TcpEvent`](crate::TcpEvent)s, while the
+/// simulator moves its segments through the same links and NATs. NAT mappings
+/// ([`Mapping::transport`](crate::Mapping::transport)) and the [`Firewall`] are per transport,
+/// so "UDP blocked, TCP allowed" is `Firewall::block(Transport::Udp)`.
 ///
 /// [`Firewall`]: crate::Firewall
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -14,31 +16,40 @@ use std::net::SocketAddr;
 pub enum Transport {
     /// UDP (RFC 768).
     Udp,
+    /// TCP (RFC 9293).
+    Tcp,
 }
 
 impl Transport {
-    /// The IP protocol number that carries this transport (17 for UDP).
+    /// The IP protocol number that carries this transport (17 for UDP, 6 for TCP).
     #[must_use]
     pub const fn ip_protocol(self) -> u8 {
         match self {
             Transport::Udp => 17,
+            Transport::Tcp => 6,
         }
     }
 
-    /// Bytes of transport header in front of the payload (8 for UDP).
+    /// Bytes of transport header in front of the payload (8 for UDP; 20 for TCP without
+    /// options).
     #[must_use]
     pub const fn header_len(self) -> usize {
         match self {
             Transport::Udp => 8,
+            Transport::Tcp => 20,
         }
     }
 }
 
-/// One datagram: what a [`Node`](crate::Node) sends and receives.
+/// One datagram: what a [`Node`](crate::Node) sends and receives over UDP.
 ///
 /// `source` is the local socket the sending node uses (it must be one the node is bound to);
 /// on delivery `destination` is the receiving node's bound socket and `source` is the
 /// sender's address as translated by any NATs on the way.
+///
+/// Datagrams are UDP: one with [`Transport::Tcp`] handed to the simulator is dropped
+/// ([`DropReason::BadTransport`](crate::DropReason::BadTransport)); TCP data goes through
+/// [`TcpCommand::Send`](crate::TcpCommand::Send).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[must_use]
 pub struct Datagram {

@@ -8,13 +8,22 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::datagram::Datagram;
+use crate::tcp::{TcpCommand, TcpEvent};
 
 /// A Sans-IO machine the simulator can drive.
 ///
 /// Wrap your protocol machine in a small adapter that implements this trait. The simulator
 /// calls it in the Sans-IO order: after every `handle_*` call it drains
-/// [`poll_transmit`](Self::poll_transmit) and then reads
+/// [`poll_transmit`](Self::poll_transmit), then [`poll_tcp`](Self::poll_tcp), and then reads
 /// [`poll_timeout`](Self::poll_timeout). It never reads a clock: `now` is virtual time.
+///
+/// UDP is datagrams: [`handle_datagram`](Self::handle_datagram) and `poll_transmit`. TCP is a
+/// byte stream the simulator's TCP carries: the node returns [`TcpCommand`]s (listen,
+/// connect, send, close) from `poll_tcp` and gets [`TcpEvent`]s (connected, accepted, data,
+/// closed) in [`handle_tcp`](Self::handle_tcp). Both TCP methods have defaults that do
+/// nothing, so a UDP-only node implements four methods. Events caused by commands at once (a
+/// connect refused on the spot) are handed over once `poll_tcp` is drained, and the node is
+/// polled again after them.
 pub trait Node {
     /// A datagram arrived on one of the node's bound sockets (`datagram.destination`).
     fn handle_datagram(&mut self, now: Instant, datagram: Datagram);
@@ -29,6 +38,18 @@ pub trait Node {
     /// When [`handle_timeout`](Self::handle_timeout) should be called next, if ever.
     #[must_use]
     fn poll_timeout(&self) -> Option<Instant>;
+
+    /// Something happened on one of the node's TCP listeners or connections. The default
+    /// ignores it.
+    fn handle_tcp(&mut self, now: Instant, event: TcpEvent) {
+        let _ = (now, event);
+    }
+
+    /// The next TCP command. The default has none.
+    #[must_use]
+    fn poll_tcp(&mut self) -> Option<TcpCommand> {
+        None
+    }
 }
 
 /// A [`Node`] the simulator can hand back as its concrete type.

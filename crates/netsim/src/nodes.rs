@@ -1,5 +1,10 @@
 //! Small ready-made nodes for tests and examples: an echo server, a periodic pinger, and a
-//! probe that sends what the test tells it to. All of them record what they receive.
+//! probe that sends what the test tells it to, over UDP; and over TCP an echo server
+//! ([`TcpEcho`]) and a probe ([`TcpProbe`]). All of them record what they receive.
+
+mod tcp;
+
+pub use tcp::{TcpEcho, TcpLog, TcpProbe};
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

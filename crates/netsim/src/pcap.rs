@@ -1,15 +1,20 @@
-//! Classic libpcap output with synthesised IPv4/IPv6 and UDP headers.
+//! Classic libpcap output with synthesised IPv4/IPv6 and UDP or TCP headers.
 //!
 //! The link type is `LINKTYPE_RAW` (101): every record is a bare IP packet, so IPv4 and IPv6
-//! mix in one file. Headers carry correct lengths and checksums (the IPv4 header checksum and
-//! the UDP checksum, which is mandatory over IPv6, RFC 8200 §8.1). Timestamps are virtual:
-//! the caller passes a `Duration` since a fixed epoch, never the real clock.
+//! mix in one file. Headers carry correct lengths and checksums (the IPv4 header checksum,
+//! and the UDP and TCP checksums over their pseudo-headers; UDP's is mandatory over IPv6,
+//! RFC 8200 §8.1). TCP segments carry the simulated connection's real sequence and
+//! acknowledgement numbers, flags and the MSS option of SYNs, so Wireshark follows the
+//! streams (and flags retransmissions). Timestamps are virtual: the caller passes a
+//! `Duration` since a fixed epoch, never the real clock.
 
 use std::io::{self, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::datagram::{Datagram, Transport};
+use crate::packet::Packet;
+use crate::tcp::{Flags, Segment};
 
 /// `LINKTYPE_RAW`: the packet begins with an IPv4 or IPv6 header.
 pub const LINKTYPE_RAW: u32 = 101;
@@ -35,13 +40,65 @@ impl<W: Write> PcapWriter<W> {
         Ok(PcapWriter { out, ident: 0 })
     }
 
-    /// Append one datagram, timestamped `since_epoch` after 1970-01-01 00:00:00 UTC.
+    /// Append one datagram, timestamped `since_epoch` after 1970-01-01 00:00:00 UTC. (A
+    /// datagram marked [`Transport::Tcp`] is written as a PSH+ACK segment with zero sequence
+    /// numbers; the simulator writes its TCP segments with their real headers.)
     ///
     /// # Errors
     /// Any error of the underlying writer.
     pub fn write_datagram(&mut self, since_epoch: Duration, datagram: &Datagram) -> io::Result<()> {
+        let segment = match datagram.transport {
+            Transport::Udp => udp_segment(datagram),
+            Transport::Tcp => tcp_segment(&Segment {
+                source: datagram.source,
+                destination: datagram.destination,
+                seq: 0,
+                ack: 0,
+                flags: Flags::PSH | Flags::ACK,
+                mss: None,
+                payload: datagram.payload.clone(),
+            }),
+        };
+        self.write_ip(
+            since_epoch,
+            (datagram.source, datagram.destination),
+            datagram.transport,
+            &segment,
+        )
+    }
+
+    /// Append one packet as the simulator moves it.
+    pub(crate) fn write_packet(
+        &mut self,
+        since_epoch: Duration,
+        packet: &Packet,
+    ) -> io::Result<()> {
+        match packet {
+            Packet::Udp(d) => self.write_datagram(since_epoch, d),
+            Packet::Tcp(s) => self.write_ip(
+                since_epoch,
+                (s.source, s.destination),
+                Transport::Tcp,
+                &tcp_segment(s),
+            ),
+        }
+    }
+
+    fn write_ip(
+        &mut self,
+        since_epoch: Duration,
+        (source, destination): (SocketAddr, SocketAddr),
+        transport: Transport,
+        segment: &[u8],
+    ) -> io::Result<()> {
         self.ident = self.ident.wrapping_add(1);
-        let packet = ip_packet(datagram, self.ident);
+        let packet = ip_packet(
+            source.ip(),
+            destination.ip(),
+            transport,
+            self.ident,
+            segment,
+        );
         self.out
             .write_all(&record_header(since_epoch, packet.len()))?;
         self.out.write_all(&packet)
@@ -88,17 +145,22 @@ fn record_header(ts: Duration, len: usize) -> [u8; 16] {
     h
 }
 
-/// The IP packet that carries `dg`: IP header, transport header, payload.
+/// The IP packet that carries a transport `segment` (header and payload).
 ///
-/// Datagrams whose lengths do not fit the header fields are refused before they get here
-/// (the simulator drops them as oversize).
-pub(crate) fn ip_packet(dg: &Datagram, ident: u16) -> Vec<u8> {
-    let segment = transport_segment(dg);
-    match (dg.source.ip(), dg.destination.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => ipv4(s, d, dg.transport, ident, &segment),
-        (IpAddr::V6(s), IpAddr::V6(d)) => ipv6(s, d, dg.transport, &segment),
+/// Packets whose lengths do not fit the header fields are refused before they get here
+/// (the simulator drops them as oversize, and segments TCP to fit).
+fn ip_packet(
+    source: IpAddr,
+    destination: IpAddr,
+    transport: Transport,
+    ident: u16,
+    segment: &[u8],
+) -> Vec<u8> {
+    match (source, destination) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => ipv4(s, d, transport, ident, segment),
+        (IpAddr::V6(s), IpAddr::V6(d)) => ipv6(s, d, transport, segment),
         // Mixed families never leave the sender; map v4 into v6 so the capture stays valid.
-        (s, d) => ipv6(to_v6(s), to_v6(d), dg.transport, &segment),
+        (s, d) => ipv6(to_v6(s), to_v6(d), transport, segment),
     }
 }
 
@@ -109,11 +171,32 @@ fn to_v6(ip: IpAddr) -> Ipv6Addr {
     }
 }
 
-/// Transport header and payload, with the checksum computed over the pseudo-header.
-fn transport_segment(dg: &Datagram) -> Vec<u8> {
-    match dg.transport {
-        Transport::Udp => udp_segment(dg),
+/// The TCP window every segment advertises (the simulated endpoints use no window scaling).
+const TCP_WINDOW: u16 = 65_535;
+
+/// TCP header (with the MSS option on SYNs) and payload, checksummed over the pseudo-header
+/// (RFC 9293 §3.1).
+fn tcp_segment(s: &Segment) -> Vec<u8> {
+    let header_len = s.header_len();
+    let len = header_len + s.payload.len();
+    let mut seg = Vec::with_capacity(len);
+    seg.extend_from_slice(&s.source.port().to_be_bytes());
+    seg.extend_from_slice(&s.destination.port().to_be_bytes());
+    seg.extend_from_slice(&s.seq.to_be_bytes());
+    seg.extend_from_slice(&s.ack.to_be_bytes());
+    seg.push(((header_len / 4) as u8) << 4); // data offset in 32-bit words
+    seg.push(s.flags.bits());
+    seg.extend_from_slice(&TCP_WINDOW.to_be_bytes());
+    seg.extend_from_slice(&[0, 0, 0, 0]); // checksum (filled below), urgent pointer
+    if let Some(mss) = s.mss {
+        seg.extend_from_slice(&[2, 4]); // kind 2 (MSS), length 4
+        seg.extend_from_slice(&mss.to_be_bytes());
     }
+    seg.extend_from_slice(&s.payload);
+    let sum = pseudo_header_sum(s.source.ip(), s.destination.ip(), 6, len);
+    let checksum = fold(add_words(sum, &seg));
+    seg[16..18].copy_from_slice(&checksum.to_be_bytes());
+    seg
 }
 
 fn udp_segment(dg: &Datagram) -> Vec<u8> {
@@ -139,7 +222,7 @@ fn pseudo_header_sum(src: IpAddr, dst: IpAddr, protocol: u8, len: usize) -> u32 
     let mut sum = 0u32;
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            // RFC 768 pseudo-header: source, destination, zero, protocol, UDP length.
+            // RFC 768 / RFC 9293 pseudo-header: source, destination, zero, protocol, length.
             sum = add_words(sum, &s.octets());
             sum = add_words(sum, &d.octets());
             sum = add_words(sum, &[0, protocol]);
@@ -216,6 +299,20 @@ mod tests {
         Datagram::udp(src.parse().unwrap(), dst.parse().unwrap(), payload.to_vec())
     }
 
+    fn ip_packet(d: &Datagram, ident: u16) -> Vec<u8> {
+        let mut w = PcapWriter::new(Vec::new()).unwrap();
+        w.ident = ident.wrapping_sub(1);
+        w.write_datagram(Duration::ZERO, d).unwrap();
+        w.into_inner()[24 + 16..].to_vec()
+    }
+
+    fn tcp_packet(s: &Segment) -> Vec<u8> {
+        let mut w = PcapWriter::new(Vec::new()).unwrap();
+        w.write_packet(Duration::ZERO, &Packet::Tcp(s.clone()))
+            .unwrap();
+        w.into_inner()[24 + 16..].to_vec()
+    }
+
     /// A correct checksum makes the one's-complement sum over the covered bytes all ones.
     fn verifies(sum: u32) -> bool {
         fold(sum) == 0
@@ -260,6 +357,54 @@ mod tests {
         let udp = &p[40..];
         let pseudo = pseudo_header_sum(d.source.ip(), d.destination.ip(), 17, udp.len());
         assert!(verifies(add_words(pseudo, udp)), "UDP checksum over IPv6");
+    }
+
+    #[test]
+    fn tcp_syn_header_option_and_checksum() {
+        let s = Segment {
+            source: "192.0.2.1:50000".parse().unwrap(),
+            destination: "198.51.100.2:3478".parse().unwrap(),
+            seq: 0x0102_0304,
+            ack: 0,
+            flags: Flags::SYN,
+            mss: Some(1460),
+            payload: Vec::new(),
+        };
+        let p = tcp_packet(&s);
+        assert_eq!(p.len(), 20 + 24);
+        assert_eq!(p[9], 6, "protocol TCP");
+        assert!(verifies(add_words(0, &p[..20])), "IPv4 header checksum");
+        let tcp = &p[20..];
+        assert_eq!(u16::from_be_bytes([tcp[0], tcp[1]]), 50000);
+        assert_eq!(u16::from_be_bytes([tcp[2], tcp[3]]), 3478);
+        assert_eq!(&tcp[4..8], &[1, 2, 3, 4]);
+        assert_eq!(tcp[12] >> 4, 6, "data offset: 6 words with the MSS option");
+        assert_eq!(tcp[13], 0x02, "SYN");
+        assert_eq!(&tcp[20..24], &[2, 4, 0x05, 0xb4], "MSS 1460");
+        let pseudo = pseudo_header_sum(s.source.ip(), s.destination.ip(), 6, tcp.len());
+        assert!(verifies(add_words(pseudo, tcp)), "TCP checksum over IPv4");
+    }
+
+    #[test]
+    fn tcp_data_over_ipv6_checksum() {
+        let s = Segment {
+            source: "[2001:db8::1]:1000".parse().unwrap(),
+            destination: "[2001:db8::2]:2000".parse().unwrap(),
+            seq: 7,
+            ack: 9,
+            flags: Flags::PSH | Flags::ACK,
+            mss: None,
+            payload: b"odd".to_vec(),
+        };
+        let p = tcp_packet(&s);
+        assert_eq!(p.len(), 40 + 20 + 3);
+        assert_eq!(p[6], 6);
+        let tcp = &p[40..];
+        assert_eq!(tcp[12] >> 4, 5);
+        assert_eq!(tcp[13], 0x18, "PSH+ACK");
+        assert_eq!(&tcp[8..12], &9u32.to_be_bytes());
+        let pseudo = pseudo_header_sum(s.source.ip(), s.destination.ip(), 6, tcp.len());
+        assert!(verifies(add_words(pseudo, tcp)), "TCP checksum over IPv6");
     }
 
     #[test]

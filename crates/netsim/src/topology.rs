@@ -105,8 +105,8 @@ impl Host {
             .flat_map(|i| i.addresses.iter().copied())
     }
 
-    /// Counters: `sent` by the host's nodes, `delivered` to them; drops for unbound ports and
-    /// bad sources.
+    /// Counters: packets `sent` by the host's nodes and TCP stack, `delivered` to them; drops
+    /// for unbound ports and bad sources; TCP connection counters.
     #[must_use]
     pub fn stats(&self) -> &Stats {
         &self.stats

@@ -43,9 +43,10 @@ pub enum PortAssignment {
 
 /// Which transports a NAT lets through, in either direction.
 ///
-/// Today it can only block UDP (which, with [`Transport::Udp`] the only transport emulated,
-/// blocks everything); it is a set of transports so that "UDP blocked, TCP allowed" is a
-/// matter of adding TCP to [`Transport`].
+/// A set of blocked transports: [`Firewall::block_udp`] is the network where only TCP works
+/// (the case TURN over TCP and ICE-TCP exist for), `Firewall::open().block(Transport::Tcp)`
+/// the reverse. Blocked packets vanish ([`DropReason::Firewall`](crate::DropReason::Firewall)):
+/// a TCP connect through a TCP-blocking firewall times out.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Firewall {
     blocked: SmallVec<[Transport; 2]>,
@@ -58,7 +59,8 @@ impl Firewall {
         Firewall::default()
     }
 
-    /// A firewall that blocks all UDP, as some corporate and public networks do.
+    /// A firewall that blocks all UDP and lets TCP through, as some corporate and public
+    /// networks do.
     #[must_use]
     pub fn block_udp() -> Self {
         Firewall::open().block(Transport::Udp)
@@ -80,7 +82,16 @@ impl Firewall {
     }
 }
 
-/// The behaviour of a NAT.
+/// The behaviour of a NAT, for UDP (RFC 4787) and TCP (RFC 5382).
+///
+/// Mapping, filtering, port assignment and hairpinning apply to both transports, each with
+/// its own mappings. For TCP, filtering decides which inbound SYNs may open a connection
+/// through an existing mapping (RFC 5382 §4.3); segments of a connection the NAT tracks
+/// pass, and a connection's state lives for
+/// [`tcp_established_timeout`](Self::tcp_established_timeout) or
+/// [`tcp_transitory_timeout`](Self::tcp_transitory_timeout) without traffic. A TCP mapping
+/// lives while one of its connections does, or for `mapping_lifetime` after its last
+/// outbound segment.
 ///
 /// Start from a preset ([`full_cone`](Self::full_cone), [`restricted_cone`](Self::restricted_cone),
 /// [`port_restricted_cone`](Self::port_restricted_cone), [`symmetric`](Self::symmetric)) and
@@ -98,11 +109,18 @@ pub struct NatConfig {
     /// A mapping (and each filtering permission) expires after this much time without
     /// outbound traffic. RFC 4787 §4.3 REQ-5: at least 2 minutes, 5 recommended.
     pub mapping_lifetime: Duration,
+    /// A TCP connection that saw SYNs both ways (and no FIN or RST) is forgotten after this
+    /// long without a segment either way. RFC 5382 REQ-5: at least 2 hours 4 minutes (the
+    /// presets' value): a keepalive every 2 hours then keeps it.
+    pub tcp_established_timeout: Duration,
+    /// A TCP connection being opened or closed is forgotten after this long without a
+    /// segment. RFC 5382 REQ-5: at least 4 minutes (the presets' value).
+    pub tcp_transitory_timeout: Duration,
     /// Whether inbound traffic also refreshes a mapping. RFC 4787 §4.3 REQ-6 requires outbound
     /// refresh and leaves inbound refresh to the NAT ("MAY").
     pub inbound_refresh: bool,
-    /// Whether datagrams from inside to the NAT's own external addresses are looped back in
-    /// (RFC 4787 §6, REQ-9).
+    /// Whether packets from inside to the NAT's own external addresses are looped back in
+    /// (RFC 4787 §6 REQ-9; RFC 5382 REQ-8 for TCP).
     pub hairpinning: bool,
     /// Which transports the NAT lets through at all.
     pub firewall: Firewall,
@@ -123,6 +141,8 @@ impl NatConfig {
             port_assignment: PortAssignment::Preserving,
             port_range: (1024, 65535),
             mapping_lifetime: Duration::from_secs(120),
+            tcp_established_timeout: Duration::from_secs(2 * 3600 + 4 * 60),
+            tcp_transitory_timeout: Duration::from_secs(4 * 60),
             inbound_refresh: false,
             hairpinning: true,
             firewall: Firewall::open(),
@@ -160,7 +180,7 @@ impl NatConfig {
         }
     }
 
-    /// A port-restricted cone NAT whose firewall blocks all UDP.
+    /// A port-restricted cone NAT whose firewall blocks all UDP (TCP passes).
     #[must_use]
     pub fn udp_blocked() -> Self {
         NatConfig {
@@ -196,7 +216,13 @@ mod tests {
     #[test]
     fn firewall_blocks_what_it_lists() {
         assert!(Firewall::open().allows(Transport::Udp));
+        assert!(Firewall::open().allows(Transport::Tcp));
         assert!(!Firewall::block_udp().allows(Transport::Udp));
+        assert!(Firewall::block_udp().allows(Transport::Tcp));
+        let tcp_only_blocked = Firewall::open().block(Transport::Tcp);
+        assert!(tcp_only_blocked.allows(Transport::Udp));
+        assert!(!tcp_only_blocked.allows(Transport::Tcp));
         assert!(!NatConfig::udp_blocked().firewall.allows(Transport::Udp));
+        assert!(NatConfig::udp_blocked().firewall.allows(Transport::Tcp));
     }
 }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::time::Duration;
 
-use crate::datagram::Datagram;
+use crate::packet::Packet;
 use crate::pcap::PcapWriter;
 
 /// Identifies a capture started with [`Sim::capture_host`](crate::Sim::capture_host) or
@@ -94,9 +94,9 @@ impl Capture {
         }
     }
 
-    pub(crate) fn record(&mut self, since_epoch: Duration, datagram: &Datagram) {
+    pub(crate) fn record(&mut self, since_epoch: Duration, packet: &Packet) {
         let Some(w) = &mut self.writer else { return };
-        if let Err(e) = w.write_datagram(since_epoch, datagram) {
+        if let Err(e) = w.write_packet(since_epoch, packet) {
             self.writer = None;
             self.error = Some(e);
         }

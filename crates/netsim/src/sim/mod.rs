@@ -4,6 +4,7 @@ mod capture;
 mod forward;
 mod queue;
 mod run;
+mod tcp;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -24,6 +25,7 @@ use crate::stats::Stats;
 use crate::topology::{Host, HostId, Owner, RealmId, Topology};
 use capture::{Capture, Tap};
 use queue::EventQueue;
+use tcp::TcpStack;
 
 /// A deterministic simulated network.
 ///
@@ -37,7 +39,11 @@ use queue::EventQueue;
 ///   [`link`](Self::link), [`link_mut`](Self::link_mut), [`host_link`](Self::host_link).
 /// * **Nodes**: [`add_node`](Self::add_node), [`bind`](Self::bind), [`unbind`](Self::unbind),
 ///   typed access with [`node`](Self::node) and [`node_mut`](Self::node_mut). After
-///   `node_mut`, the simulator polls the node (transmits, timeout) before the next event.
+///   `node_mut`, the simulator polls the node (transmits, TCP commands, timeout) before the
+///   next event.
+/// * **TCP**: nodes drive it themselves ([`Node::poll_tcp`]); the simulator-wide knobs are
+///   [`set_tcp_config`](Self::set_tcp_config) and [`tcp_config`](Self::tcp_config), and
+///   [`tcp_connection_count`](Self::tcp_connection_count) tells what the stacks still hold.
 /// * **Time**: [`now`](Self::now), [`step`](Self::step), [`run_until`](Self::run_until),
 ///   [`run_for`](Self::run_for), [`run_until_idle`](Self::run_until_idle),
 ///   [`run_until_condition`](Self::run_until_condition),
@@ -64,6 +70,7 @@ pub struct Sim {
     stats: Stats,
     /// Events processed at the current instant, to catch a node that never lets time move.
     events_at_now: u64,
+    tcp: TcpStack,
 }
 
 impl fmt::Debug for Sim {
@@ -74,6 +81,7 @@ impl fmt::Debug for Sim {
             .field("nats", &self.topo.nats.len())
             .field("links", &self.topo.links.len())
             .field("nodes", &self.nodes.len())
+            .field("tcp_connections", &self.tcp.conns.len())
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
@@ -97,6 +105,7 @@ impl Sim {
             captures: Vec::new(),
             stats: Stats::default(),
             events_at_now: 0,
+            tcp: TcpStack::new(seed),
         }
     }
 
@@ -124,8 +133,8 @@ impl Sim {
         self.pcap_epoch = since_unix_epoch;
     }
 
-    /// Counters over the whole network: datagrams accepted from nodes, delivered to nodes,
-    /// and every drop anywhere by reason.
+    /// Counters over the whole network: packets sent and delivered by hosts (UDP datagrams
+    /// and TCP segments), every drop anywhere by reason, and TCP connection counters.
     #[must_use]
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -158,7 +167,8 @@ impl Sim {
     }
 
     /// Add a host with one interface: `addresses` in `realm` (IPv4, IPv6, or both for a
-    /// dual-stack host), attached through a link configured by `link`.
+    /// dual-stack host), attached through a link configured by `link`. The host runs a TCP
+    /// stack for its nodes.
     ///
     /// # Panics
     /// If `realm` is unknown or an address is already used in it.
@@ -371,7 +381,8 @@ impl Sim {
     }
 
     /// Typed mutable access to a node, to issue commands or drain its events. The simulator
-    /// polls the node (transmits, then timeout) at [`now`](Self::now) before the next event.
+    /// polls the node (transmits, TCP commands, then timeout) at [`now`](Self::now) before
+    /// the next event.
     ///
     /// # Panics
     /// If the id does not belong to this simulator.

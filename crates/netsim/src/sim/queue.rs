@@ -4,20 +4,22 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
-use crate::datagram::Datagram;
 use crate::link::Direction;
+use crate::packet::Packet;
 
 /// Something that happens at an instant.
 #[derive(Debug)]
 pub(crate) enum Event {
     /// A node's `poll_timeout` deadline.
     Timer { node: usize },
-    /// A datagram comes out of one end of a link.
+    /// A packet comes out of one end of a link.
     LinkExit {
         link: usize,
         dir: Direction,
-        datagram: Datagram,
+        packet: Packet,
     },
+    /// A TCP connection's deadline (retransmission, keepalive, TIME-WAIT).
+    TcpTimer { conn: u64 },
 }
 
 #[derive(Debug)]

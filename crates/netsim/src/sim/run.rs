@@ -10,9 +10,9 @@ use super::queue::{Event, Scheduled};
 const MAX_EVENTS_PER_INSTANT: u64 = 1_000_000;
 
 impl Sim {
-    /// Process the next event (a node timer or a datagram coming out of a link), advancing
-    /// virtual time to it. Events run in order of time, then of scheduling. Returns `false`
-    /// when nothing is left to do.
+    /// Process the next event (a node timer, a packet coming out of a link, a TCP timer),
+    /// advancing virtual time to it. Events run in order of time, then of scheduling.
+    /// Returns `false` when nothing is left to do.
     pub fn step(&mut self) -> bool {
         self.poll_dirty();
         let Some(event) = self.pop_live() else {
@@ -26,11 +26,8 @@ impl Sim {
                 self.nodes[node].node.handle_timeout(now);
                 self.poll_node(node);
             }
-            Event::LinkExit {
-                link,
-                dir,
-                datagram,
-            } => self.link_exit(link, dir, datagram),
+            Event::LinkExit { link, dir, packet } => self.link_exit(link, dir, packet),
+            Event::TcpTimer { conn } => self.tcp_timer(conn),
         }
         true
     }
@@ -100,8 +97,8 @@ impl Sim {
         }
     }
 
-    /// Pop the next event that is still wanted (a node's timer is stale once the node asked
-    /// for another deadline).
+    /// Pop the next event that is still wanted (a node's or connection's timer is stale once
+    /// it asked for another deadline, or the connection is gone).
     fn pop_live(&mut self) -> Option<Scheduled> {
         self.skip_stale();
         let event = self.queue.pop()?;
@@ -119,6 +116,7 @@ impl Sim {
             let stale = match e.event {
                 Event::Timer { node } => self.nodes[node].timer != Some((e.at, e.seq)),
                 Event::LinkExit { .. } => false,
+                Event::TcpTimer { conn } => self.tcp_timer_is_stale(conn, e.at, e.seq),
             };
             if !stale {
                 return;
@@ -134,12 +132,26 @@ impl Sim {
         }
     }
 
-    /// Sans-IO order: drain the node's transmits, then read its timeout and (re)arm its timer.
+    /// Sans-IO order: drain the node's transmits, then its TCP commands (handing it the
+    /// events they cause at once, and polling again), then read its timeout and (re)arm its
+    /// timer.
     pub(super) fn poll_node(&mut self, node: usize) {
-        while let Some(dg) = self.nodes[node].node.poll_transmit() {
-            self.send_from_node(node, dg);
-        }
         let now = self.now;
+        loop {
+            while let Some(dg) = self.nodes[node].node.poll_transmit() {
+                self.send_from_node(node, dg);
+            }
+            let mut immediate = Vec::new();
+            while let Some(command) = self.nodes[node].node.poll_tcp() {
+                self.tcp_command(node, command, &mut immediate);
+            }
+            if immediate.is_empty() {
+                break;
+            }
+            for event in immediate {
+                self.nodes[node].node.handle_tcp(now, event);
+            }
+        }
         // An overdue deadline fires at once, never in the past.
         let wanted = self.nodes[node].node.poll_timeout().map(|t| t.max(now));
         let current = self.nodes[node].timer.map(|(at, _)| at);

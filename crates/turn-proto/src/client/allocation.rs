@@ -147,6 +147,7 @@ impl Client {
         }
         self.permission_timers(now);
         self.channel_timers(now);
+        self.data_connection_timers(now);
     }
 
     fn send_refresh(&mut self, now: Instant) {

@@ -239,6 +239,9 @@ impl Client {
         if self.state != ClientState::Allocated {
             return Err(ClientError::NotAllocated);
         }
+        if self.config.relay_transport != stun_proto::TransportProtocol::Udp {
+            return Err(ClientError::RelayTransportMismatch);
+        }
         if !self.has_relay_for(peer.ip()) {
             return Err(ClientError::PeerFamilyMismatch(peer.ip()));
         }

@@ -28,8 +28,17 @@ pub struct ClientConfig {
     pub local: SocketAddr,
     /// Transport to the server. With TCP or TLS the driver frames the stream
     /// (`stun_proto::framing::StreamFramer`) and passes each frame as one input; nothing is
-    /// retransmitted and ChannelData is padded to 4 bytes (RFC 8656 §12.5).
+    /// retransmitted and ChannelData is padded to 4 bytes (RFC 8656 §12.5). The allocation
+    /// lives as long as the connection: report its loss with
+    /// [`Client::connection_lost`](super::Client::connection_lost).
     pub transport: TransportProtocol,
+    /// REQUESTED-TRANSPORT, the transport between the relay and the peers: UDP (RFC 8656),
+    /// or TCP for an RFC 6062 TCP allocation, which needs `transport` TCP or TLS and none of
+    /// `dont_fragment`, `even_port` and `reservation_token` (RFC 6062 §4.1). Peers of a TCP
+    /// allocation are reached with [`Client::connect`](super::Client::connect) and
+    /// connections they open arrive as ConnectionAttempt indications; each becomes a data
+    /// connection of its own (see [`Client`](super::Client)).
+    pub relay_transport: TransportProtocol,
     /// Long-term credential username.
     pub username: String,
     /// Long-term credential password.
@@ -69,6 +78,7 @@ impl fmt::Debug for ClientConfig {
             .field("server", &self.server)
             .field("local", &self.local)
             .field("transport", &self.transport)
+            .field("relay_transport", &self.relay_transport)
             .field("username", &self.username)
             .field("password", &"<redacted>")
             .field("requested_family", &self.requested_family)
@@ -95,6 +105,7 @@ impl ClientConfig {
             server,
             local,
             transport: TransportProtocol::Udp,
+            relay_transport: TransportProtocol::Udp,
             username: username.into(),
             password: password.into(),
             requested_family: None,
@@ -134,6 +145,25 @@ impl ClientConfig {
         }
         if self.server.is_ipv4() != self.local.is_ipv4() {
             return Err("server and local addresses of different families");
+        }
+        match self.relay_transport {
+            TransportProtocol::Udp => {}
+            TransportProtocol::Tcp if !self.transport.is_reliable() => {
+                return Err(
+                    "a TCP allocation needs a TCP or TLS control connection (RFC 6062 §4.1)",
+                );
+            }
+            TransportProtocol::Tcp
+                if self.dont_fragment
+                    || self.even_port.is_some()
+                    || self.reservation_token.is_some() =>
+            {
+                return Err(
+                    "a TCP allocation takes no DONT-FRAGMENT, EVEN-PORT or RESERVATION-TOKEN (RFC 6062 §4.1)",
+                );
+            }
+            TransportProtocol::Tcp => {}
+            _ => return Err("REQUESTED-TRANSPORT must be UDP or TCP"),
         }
         Ok(())
     }
@@ -189,6 +219,23 @@ mod tests {
         assert!(c.validate().is_err());
         let mut c = config();
         c.local = "[::1]:5000".parse().unwrap();
+        assert!(c.validate().is_err());
+        // RFC 6062 §4.1: TCP allocations over TCP/TLS only, without the UDP-only attributes.
+        let mut c = config();
+        c.relay_transport = TransportProtocol::Tcp;
+        assert!(c.validate().is_err());
+        c.transport = TransportProtocol::Tls;
+        assert!(c.validate().is_ok());
+        c.even_port = Some(false);
+        assert!(c.validate().is_err());
+        c.even_port = None;
+        c.dont_fragment = true;
+        assert!(c.validate().is_err());
+        c.dont_fragment = false;
+        c.reservation_token = Some([0; 8]);
+        assert!(c.validate().is_err());
+        c.reservation_token = None;
+        c.relay_transport = TransportProtocol::Tls;
         assert!(c.validate().is_err());
     }
 

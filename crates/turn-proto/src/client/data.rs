@@ -9,6 +9,7 @@ use std::time::Instant;
 use stun_proto::attributes::{Data, DontFragment, Icmp, XorPeerAddress};
 use stun_proto::{
     Class, HEADER_LEN, Message, MessageBuilder, MessageType, Method, TransactionId, Transmit,
+    TransportProtocol,
 };
 
 /// The largest STUN message body (the 16-bit length field).
@@ -30,6 +31,9 @@ impl Client {
     ) -> Result<Transmit, SendError> {
         if self.state != ClientState::Allocated {
             return Err(SendError::NotAllocated);
+        }
+        if self.config.relay_transport != TransportProtocol::Udp {
+            return Err(SendError::RelayTransportMismatch);
         }
         if !self.has_relay_for(peer.ip()) {
             return Err(SendError::PeerFamilyMismatch(peer.ip()));

@@ -78,6 +78,10 @@ pub enum ErrorKind {
     UnsupportedTransportProtocol,
     /// 443 Peer Address Family Mismatch.
     PeerAddressFamilyMismatch,
+    /// 446 Connection Already Exists (RFC 6062 §6.3).
+    ConnectionAlreadyExists,
+    /// 447 Connection Timeout or Failure (RFC 6062 §6.3).
+    ConnectionTimeoutOrFailure,
     /// 486 Allocation Quota Reached.
     AllocationQuotaReached,
     /// 500 Server Error.
@@ -103,6 +107,8 @@ impl ErrorKind {
             441 => ErrorKind::WrongCredentials,
             442 => ErrorKind::UnsupportedTransportProtocol,
             443 => ErrorKind::PeerAddressFamilyMismatch,
+            446 => ErrorKind::ConnectionAlreadyExists,
+            447 => ErrorKind::ConnectionTimeoutOrFailure,
             486 => ErrorKind::AllocationQuotaReached,
             500 => ErrorKind::ServerError,
             508 => ErrorKind::InsufficientCapacity,
@@ -378,6 +384,78 @@ pub enum ClientEvent {
     },
     /// The allocation was deleted (or was already gone). Final.
     Deleted,
+    /// RFC 6062 §4.3, §4.4: open a new connection to [`Client::server`](super::Client::server)
+    /// with the control connection's transport (TCP or TLS) from a new local address, then
+    /// report it with [`Client::data_connection_opened`](super::Client::data_connection_opened)
+    /// (the client sends the ConnectionBind on it) or
+    /// [`Client::data_connection_failed`](super::Client::data_connection_failed). Asked
+    /// after a Connect succeeded and for every ConnectionAttempt from a permitted peer.
+    OpenDataConnection {
+        /// The CONNECTION-ID that names the connection.
+        connection_id: u32,
+        /// The peer at the other end.
+        peer: SocketAddr,
+    },
+    /// RFC 6062 §4.3: the ConnectionBind on the data connection from `local` succeeded.
+    /// From now on that connection carries the peer's bytes as they are, both ways: hand
+    /// it to the application (together with any bytes read after the ConnectionBind
+    /// response, see `turn_proto::stream::first_message_len`). The client forgets it.
+    PeerConnection {
+        /// The CONNECTION-ID.
+        connection_id: u32,
+        /// The peer.
+        peer: SocketAddr,
+        /// The data connection's local address.
+        local: SocketAddr,
+    },
+    /// A Connect failed (RFC 6062 §4.3): for example 446 (a connection with this peer
+    /// already exists), 447 (the server could not reach the peer), 403 (no permission, or
+    /// the peer is not allowed), a timeout. Nothing to close.
+    ConnectFailed {
+        /// The peer.
+        peer: SocketAddr,
+        /// Why.
+        reason: RequestFailure,
+    },
+    /// A data connection did not become a peer connection: close it if it was opened
+    /// (RFC 6062 §4.3: "If the result is an error response, the client MUST close the
+    /// connection").
+    DataConnectionFailed {
+        /// The CONNECTION-ID.
+        connection_id: u32,
+        /// The peer.
+        peer: SocketAddr,
+        /// Why.
+        reason: DataConnectionFailure,
+    },
+}
+
+/// Why a data connection (RFC 6062) did not become a peer connection.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DataConnectionFailure {
+    /// The driver could not open it
+    /// ([`Client::data_connection_failed`](super::Client::data_connection_failed)).
+    OpenFailed,
+    /// The driver did not report it open within 30 s: the server closes an unbound peer
+    /// connection after 30 s (RFC 6062 §5.3), so binding it would fail.
+    OpenTimeout,
+    /// The ConnectionBind failed (400 for an unknown or expired CONNECTION-ID, a timeout,
+    /// ...).
+    Bind(RequestFailure),
+    /// The allocation ended (deleted, expired, control connection lost) first.
+    AllocationEnded,
+}
+
+impl fmt::Display for DataConnectionFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DataConnectionFailure::OpenFailed => f.write_str("data connection could not be opened"),
+            DataConnectionFailure::OpenTimeout => f.write_str("data connection not opened in time"),
+            DataConnectionFailure::Bind(r) => write!(f, "ConnectionBind failed: {r}"),
+            DataConnectionFailure::AllocationEnded => f.write_str("the allocation ended"),
+        }
+    }
 }
 
 /// Why a command (`create_permission`, `bind_channel`) was refused.
@@ -398,6 +476,12 @@ pub enum ClientError {
     /// The request could not be encoded: the REALM, NONCE or PASSWORD-ALGORITHMS the server
     /// sent, echoed, would not fit in a STUN message.
     Encode,
+    /// The command does not fit the allocation's relay transport: channels are for UDP
+    /// allocations, `connect` for TCP ones (RFC 6062).
+    RelayTransportMismatch,
+    /// No data connection waits for this CONNECTION-ID (never asked for, already reported,
+    /// or failed).
+    UnknownConnection(u32),
 }
 
 impl fmt::Display for ClientError {
@@ -411,6 +495,10 @@ impl fmt::Display for ClientError {
             ClientError::NoChannelAvailable => f.write_str("no channel number available"),
             ClientError::TooManyPending => f.write_str("too many transactions in flight"),
             ClientError::Encode => f.write_str("request could not be encoded"),
+            ClientError::RelayTransportMismatch => {
+                f.write_str("not possible with this allocation's relay transport")
+            }
+            ClientError::UnknownConnection(id) => write!(f, "no data connection {id} waits"),
         }
     }
 }
@@ -428,6 +516,9 @@ pub enum SendError {
     NoPermission(IpAddr),
     /// No relayed address has the peer's address family.
     PeerFamilyMismatch(IpAddr),
+    /// The allocation is a TCP one (RFC 6062): peers are reached through data connections
+    /// ([`Client::connect`](super::Client::connect)), not Send indications or channels.
+    RelayTransportMismatch,
     /// The data does not fit in one ChannelData message or Send indication.
     TooLarge {
         /// Bytes given.
@@ -444,6 +535,9 @@ impl fmt::Display for SendError {
             SendError::NoPermission(ip) => write!(f, "no permission for {ip}"),
             SendError::PeerFamilyMismatch(ip) => {
                 write!(f, "no relayed address of the family of {ip}")
+            }
+            SendError::RelayTransportMismatch => {
+                f.write_str("a TCP allocation sends through data connections")
             }
             SendError::TooLarge { len, max } => write!(f, "{len} bytes, at most {max} fit"),
         }
@@ -479,4 +573,8 @@ pub struct ClientStats {
     ///
     /// [`ClientConfig::keepalive_interval`]: super::ClientConfig::keepalive_interval
     pub keepalives_sent: u64,
+    /// ConnectionAttempt indications (RFC 6062 §4.4) dropped: malformed, for a peer without
+    /// a permission, a repeated CONNECTION-ID, or beyond the data connections in progress
+    /// the client allows.
+    pub dropped_connection_attempts: u64,
 }

@@ -6,6 +6,8 @@
 //! * `allocation`: Allocate, Refresh, delete, redirect, expiry.
 //! * `permissions`, `channels`: CreatePermission and ChannelBind, refreshed on time.
 //! * `data`: Send/Data indications and ChannelData.
+//! * `tcp`: RFC 6062 TCP allocations: Connect, ConnectionAttempt, data connections and
+//!   ConnectionBind.
 //! * [`events`](ClientEvent): what the client reports.
 
 mod allocation;
@@ -17,11 +19,13 @@ mod events;
 mod permissions;
 mod request;
 mod response;
+mod tcp;
 
 pub use config::{ClientConfig, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_LIFETIME};
 pub use events::{
-    AllocationFailure, AuthFailure, ClientError, ClientEvent, ClientState, ClientStats, ErrorKind,
-    ExpiryReason, Received, RefusedFamily, RequestFailure, SendError, ServerError,
+    AllocationFailure, AuthFailure, ClientError, ClientEvent, ClientState, ClientStats,
+    DataConnectionFailure, ErrorKind, ExpiryReason, Received, RefusedFamily, RequestFailure,
+    SendError, ServerError,
 };
 pub use stun_proto::attributes::AddressFamily;
 
@@ -32,12 +36,13 @@ use core::fmt;
 use permissions::Permissions;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use request::{Encoder, Pending};
+use request::{Encoder, Pending, Request};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 use stun_proto::transaction::{ClientTransactions, StartError, TransactionEvent};
 use stun_proto::{Input, TransactionId, Transmit};
+use tcp::DataConnections;
 
 /// A TURN client for one allocation on one server.
 ///
@@ -61,17 +66,70 @@ use stun_proto::{Input, TransactionId, Transmit};
 /// # Methods
 /// * Construction: [`new`](Self::new) (the first Allocate is queued at once).
 /// * Input: [`handle_input`](Self::handle_input), [`handle_timeout`](Self::handle_timeout),
-///   [`connection_lost`](Self::connection_lost).
+///   [`connection_lost`](Self::connection_lost),
+///   [`data_connection_opened`](Self::data_connection_opened),
+///   [`data_connection_failed`](Self::data_connection_failed).
 /// * Output: [`poll_transmit`](Self::poll_transmit), [`poll_event`](Self::poll_event),
 ///   [`poll_timeout`](Self::poll_timeout).
 /// * Commands: [`create_permission`](Self::create_permission),
 ///   [`remove_permission`](Self::remove_permission), [`bind_channel`](Self::bind_channel),
-///   [`send_to`](Self::send_to), [`delete`](Self::delete).
+///   [`send_to`](Self::send_to), [`connect`](Self::connect), [`delete`](Self::delete).
 /// * Getters: [`state`](Self::state), [`relayed_addresses`](Self::relayed_addresses),
 ///   [`mapped_address`](Self::mapped_address), [`server`](Self::server),
 ///   [`local`](Self::local), [`has_permission`](Self::has_permission),
 ///   [`channel`](Self::channel), [`dont_fragment`](Self::dont_fragment),
 ///   [`stats`](Self::stats).
+///
+/// # Stream transports (TCP, TLS)
+///
+/// With [`ClientConfig::transport`] TCP or TLS the driver opens one connection, the
+/// *control connection*, from [`ClientConfig::local`] to the server, and then:
+///
+/// * cuts what it reads into messages with `stun_proto::framing::StreamFramer` and passes
+///   each as one [`Input`] (`source`: the server, `destination`: the connection's local
+///   address); the framer strips ChannelData padding;
+/// * writes every [`Transmit`] as it is on the connection named by (`source`,
+///   `destination`); ChannelData is already padded to 4 bytes (RFC 8656 §12.5), and
+///   requests are sent once (RFC 8489 §6.2.2, timeout Ti = 39.5 s);
+/// * when the connection closes or cannot be framed any more, closes it and calls
+///   [`connection_lost`](Self::connection_lost): the allocation lives as long as the
+///   connection (the server deletes it too), and ends with [`ClientEvent::Expired`] (or
+///   [`ClientEvent::AllocationFailed`], [`ClientEvent::Deleted`]).
+///
+/// A UDP relay (the default [`ClientConfig::relay_transport`]) works the same over a TCP
+/// or TLS control connection: Send indications, channels and ChannelData all travel on it.
+///
+/// # RFC 6062 TCP allocations
+///
+/// With [`ClientConfig::relay_transport`] TCP the relay speaks TCP to peers, one connection
+/// per peer, each joined by the server to a *data connection* of its own between client
+/// and server:
+///
+/// 1. **Outgoing**: [`connect`](Self::connect)`(now, peer)` sends a Connect on the control
+///    connection (after a CreatePermission if none was asked for). The server connects to
+///    the peer; then comes [`ClientEvent::OpenDataConnection`]` { connection_id, peer }`,
+///    or [`ClientEvent::ConnectFailed`] (446 if a connection with the peer exists, 447 if
+///    the server could not connect).
+/// 2. **Incoming**: a peer with a permission connects to the relayed address; the server
+///    sends a ConnectionAttempt indication and the client emits the same
+///    [`ClientEvent::OpenDataConnection`].
+/// 3. The driver opens a new connection (same transport as the control connection) to
+///    [`server`](Self::server) from a new local address and calls
+///    [`data_connection_opened`](Self::data_connection_opened)`(now, connection_id, local)`,
+///    or [`data_connection_failed`](Self::data_connection_failed) (within 30 s: the server
+///    does not wait longer).
+/// 4. The client sends a ConnectionBind with the CONNECTION-ID on it (a [`Transmit`] whose
+///    `source` is that local address). The driver passes what it reads there to
+///    [`handle_input`](Self::handle_input), cutting the response off with
+///    [`stream::first_message_len`](crate::stream::first_message_len) rather than a
+///    `StreamFramer`: peer bytes may follow the response in the same read.
+/// 5. [`ClientEvent::PeerConnection`]` { connection_id, peer, local }`: the data connection
+///    now carries the peer's bytes as they are. The driver hands it, and any bytes it read
+///    after the response, to the application; the client forgets it. Or
+///    [`ClientEvent::DataConnectionFailed`]: close it.
+///
+/// Closing a peer connection is closing its data connection (the server closes the peer
+/// side). When the allocation ends the server closes all of them (RFC 6062 §5.5).
 ///
 /// # The run loop
 /// ```
@@ -133,6 +191,8 @@ pub struct Client {
     allocation: Option<Allocation>,
     permissions: Permissions,
     channels: Channels,
+    /// RFC 6062 data connections in progress.
+    data_connections: DataConnections,
     /// DONT-FRAGMENT still offered (false after a 420 listing it).
     dont_fragment: bool,
     events: VecDeque<ClientEvent>,
@@ -155,6 +215,7 @@ impl fmt::Debug for Client {
             .field("allocation", &self.allocation)
             .field("permissions", &self.permissions)
             .field("channels", &self.channels)
+            .field("data_connections", &self.data_connections)
             .field("in_flight", &self.transactions.len())
             .field("stats", &self.stats)
             .finish_non_exhaustive()
@@ -178,6 +239,7 @@ impl Client {
             allocation: None,
             permissions: Permissions::default(),
             channels: Channels::default(),
+            data_connections: DataConnections::default(),
             dont_fragment: config.dont_fragment,
             events: VecDeque::new(),
             stats: ClientStats::default(),
@@ -196,10 +258,17 @@ impl Client {
     /// consumed, or peer data borrowed from `input.data`.
     pub fn handle_input<'a>(&mut self, now: Instant, input: Input<'a>) -> Received<'a> {
         if input.source != self.server
-            || input.destination != self.config.local
             || input.transport != self.config.transport
             || (self.state.is_final() && self.transactions.is_empty())
         {
+            return Received::NotMine;
+        }
+        if input.destination != self.config.local {
+            // RFC 6062 §4.3: a data connection carries the ConnectionBind exchange, then
+            // belongs to the application.
+            if self.data_connections.is_binding(input.destination) {
+                return self.handle_data_connection(now, input);
+            }
             return Received::NotMine;
         }
         // RFC 7983 / RFC 8656 §12: STUN starts with 0–3, ChannelData with 64–79.
@@ -231,9 +300,12 @@ impl Client {
         self.keepalive(now);
     }
 
-    /// The server connection is gone (TCP/TLS): the allocation ends at once, with
+    /// The control connection to the server is gone (TCP/TLS): the allocation ends at once
+    /// (the server deletes an allocation whose connection closed), with
     /// [`AllocationFailure::ConnectionLost`], [`ExpiryReason::ConnectionLost`] or, while
-    /// deleting, [`ClientEvent::Deleted`].
+    /// deleting, [`ClientEvent::Deleted`]. RFC 6062 data connections still being bound fail
+    /// with [`DataConnectionFailure::AllocationEnded`]. (A data connection that closes is
+    /// reported with [`data_connection_failed`](Self::data_connection_failed) instead.)
     pub fn connection_lost(&mut self, _now: Instant) {
         match self.state {
             ClientState::Allocating => self.fail_allocation(AllocationFailure::ConnectionLost),
@@ -266,8 +338,9 @@ impl Client {
                 a.next_timeout(),
                 self.permissions.next_timeout(),
                 self.channels.next_timeout(),
+                self.data_connections.next_timeout(),
             ],
-            _ => [None; 3],
+            _ => [None; 4],
         };
         let keepalive = self
             .keepalive_at
@@ -324,9 +397,15 @@ impl Client {
 
     /// A datagram from the local address to the server.
     fn transmit(&self, payload: Vec<u8>) -> Transmit {
+        self.transmit_from(self.config.local, payload)
+    }
+
+    /// A datagram (or stream message) from `source` (the control connection's local
+    /// address, or a data connection's) to the server.
+    fn transmit_from(&self, source: SocketAddr, payload: Vec<u8>) -> Transmit {
         Transmit {
             transport: self.config.transport,
-            source: self.config.local,
+            source,
             destination: self.server,
             payload,
         }
@@ -364,7 +443,11 @@ impl Client {
         self.sent_to_server(now);
     }
 
-    fn start_request(&mut self, now: Instant, mut pending: Pending) -> Result<(), ClientError> {
+    fn start_request(
+        &mut self,
+        now: Instant,
+        mut pending: Pending,
+    ) -> Result<TransactionId, ClientError> {
         let tid = TransactionId::random(&mut self.rng);
         let encoder = Encoder {
             config: &self.config,
@@ -377,27 +460,40 @@ impl Client {
         })?;
         pending.authenticated = self.auth.is_ready();
         pending.sent_at = now;
-        self.sent_to_server(now);
-        let transmit = self.transmit(payload);
+        let source = pending.request.source(self.config.local);
+        if source == self.config.local {
+            self.sent_to_server(now);
+        }
+        let transmit = self.transmit_from(source, payload);
         // A fresh 96-bit random ID colliding is as unlikely as it is harmless to refuse.
         self.transactions
             .start(now, tid, transmit, pending)
-            .map_err(|_: StartError| ClientError::TooManyPending)
+            .map_err(|_: StartError| ClientError::TooManyPending)?;
+        Ok(tid)
     }
 
     /// Restarts a request after a 401 or 438, with a new transaction ID.
     fn retry(&mut self, now: Instant, pending: Pending) {
-        if let Err(e) = self.start_request(now, pending.clone()) {
-            tracing::debug!(error = %e, "retry not sent");
-            let failure = RequestFailure::NotSent(e);
-            self.on_request_failed(now, pending, failure);
+        match self.start_request(now, pending.clone()) {
+            Ok(tid) => {
+                if let Request::ConnectionBind { connection_id, .. } = pending.request {
+                    self.rebound_transaction(connection_id, tid);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "retry not sent");
+                let failure = RequestFailure::NotSent(e);
+                self.on_request_failed(now, pending, failure);
+            }
         }
     }
 
-    /// Abandons every transaction in flight.
+    /// Abandons every transaction in flight; RFC 6062 data connections in progress fail
+    /// with them.
     fn cancel_all(&mut self) {
         self.transactions = ClientTransactions::new(self.config.transactions.clone());
         self.integrity_failed.clear();
+        self.end_data_connections();
     }
 
     fn take_integrity_failure(&mut self, tid: &TransactionId) -> bool {

@@ -7,10 +7,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 use stun_proto::attributes::AddressFamily;
 use stun_proto::attributes::{
-    AdditionalAddressFamily, ChannelNumber, DontFragment, EvenPort, Lifetime,
+    AdditionalAddressFamily, ChannelNumber, ConnectionId, DontFragment, EvenPort, Lifetime,
     RequestedAddressFamily, RequestedTransport, ReservationToken, Software, XorPeerAddress,
 };
-use stun_proto::{BuildError, Class, MessageBuilder, MessageType, Method, TransactionId};
+use stun_proto::{
+    BuildError, Class, MessageBuilder, MessageType, Method, TransactionId, TransportProtocol,
+};
 
 /// Room for everything but the credentials and the peers: the header, the Allocate
 /// attributes, SOFTWARE (< 128 characters), PASSWORD-ALGORITHM and the integrity attribute.
@@ -33,6 +35,13 @@ pub(super) enum Request {
     CreatePermission { peers: Vec<IpAddr> },
     /// ChannelBind (§12.1).
     ChannelBind { channel: u16, peer: SocketAddr },
+    /// Connect (RFC 6062 §4.3), on the control connection.
+    Connect { peer: SocketAddr },
+    /// ConnectionBind (RFC 6062 §4.3), on the data connection from `local`.
+    ConnectionBind {
+        connection_id: u32,
+        local: SocketAddr,
+    },
 }
 
 impl Request {
@@ -42,6 +51,17 @@ impl Request {
             Request::Refresh { .. } => Method::REFRESH,
             Request::CreatePermission { .. } => Method::CREATE_PERMISSION,
             Request::ChannelBind { .. } => Method::CHANNEL_BIND,
+            Request::Connect { .. } => Method::CONNECT,
+            Request::ConnectionBind { .. } => Method::CONNECTION_BIND,
+        }
+    }
+
+    /// The local address the request leaves from: a data connection's for ConnectionBind,
+    /// the control connection's (`control`) for everything else.
+    pub(super) fn source(&self, control: SocketAddr) -> SocketAddr {
+        match self {
+            Request::ConnectionBind { local, .. } => *local,
+            _ => control,
         }
     }
 }
@@ -111,6 +131,12 @@ impl Encoder<'_> {
                 b.add(&ChannelNumber(*channel))?;
                 b.add(&XorPeerAddress(*peer))?;
             }
+            Request::Connect { peer } => {
+                b.add(&XorPeerAddress(*peer))?;
+            }
+            Request::ConnectionBind { connection_id, .. } => {
+                b.add(&ConnectionId(*connection_id))?;
+            }
         }
         self.auth.add_credentials(&mut b)?;
         self.auth.add_integrity(&mut b)?;
@@ -119,11 +145,14 @@ impl Encoder<'_> {
         Ok(buf)
     }
 
-    /// RFC 8656 §7.1: REQUESTED-TRANSPORT (UDP: the only transport to peers defined), then
-    /// the optional family, port, fragmentation and lifetime attributes.
+    /// RFC 8656 §7.1: REQUESTED-TRANSPORT (UDP, or TCP for RFC 6062 §4.1), then the
+    /// optional family, port, fragmentation and lifetime attributes.
     fn allocate_attributes(&self, b: &mut MessageBuilder<'_>) -> Result<(), BuildError> {
         let c = self.config;
-        b.add(&RequestedTransport::UDP)?;
+        b.add(&match c.relay_transport {
+            TransportProtocol::Tcp => RequestedTransport::TCP,
+            _ => RequestedTransport::UDP,
+        })?;
         if let Some(family) = c.requested_family {
             b.add(&RequestedAddressFamily(family))?;
         }

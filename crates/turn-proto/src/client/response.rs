@@ -19,7 +19,12 @@ const MAX_AUTH_RETRIES: u8 = 2;
 fn is_turn_method(m: Method) -> bool {
     matches!(
         m,
-        Method::ALLOCATE | Method::REFRESH | Method::CREATE_PERMISSION | Method::CHANNEL_BIND
+        Method::ALLOCATE
+            | Method::REFRESH
+            | Method::CREATE_PERMISSION
+            | Method::CHANNEL_BIND
+            | Method::CONNECT
+            | Method::CONNECTION_BIND
     )
 }
 
@@ -35,6 +40,9 @@ impl Client {
         };
         match msg.class() {
             Class::Indication if msg.method() == Method::DATA => self.on_data_indication(&msg),
+            Class::Indication if msg.method() == Method::CONNECTION_ATTEMPT => {
+                self.on_connection_attempt(now, &msg)
+            }
             Class::Success | Class::Error if is_turn_method(msg.method()) => {
                 self.on_response(now, input, &msg);
                 Received::Consumed
@@ -42,6 +50,28 @@ impl Client {
             // Binding responses and the like belong to whoever shares the socket (ICE).
             _ => Received::NotMine,
         }
+    }
+
+    /// Input on an RFC 6062 data connection whose ConnectionBind runs: only the response
+    /// to it belongs there; anything else is dropped.
+    pub(super) fn handle_data_connection<'a>(
+        &mut self,
+        now: Instant,
+        input: Input<'a>,
+    ) -> Received<'a> {
+        match Message::parse(input.data) {
+            Ok(msg)
+                if matches!(msg.class(), Class::Success | Class::Error)
+                    && msg.method() == Method::CONNECTION_BIND =>
+            {
+                self.on_response(now, input, &msg)
+            }
+            _ => {
+                tracing::debug!("unexpected input on a data connection dropped");
+                self.stats.dropped_malformed += 1;
+            }
+        }
+        Received::Consumed
     }
 
     fn on_response(&mut self, now: Instant, input: Input<'_>, msg: &Message<'_>) {
@@ -131,6 +161,11 @@ impl Client {
             Request::ChannelBind { channel, peer } => {
                 self.on_channel_success(channel, peer, sent_at)
             }
+            Request::Connect { peer } => self.on_connect_success(now, peer, msg),
+            Request::ConnectionBind {
+                connection_id,
+                local,
+            } => self.on_connection_bound(connection_id, local),
         }
     }
 
@@ -218,6 +253,10 @@ impl Client {
         let mismatch = matches!(&failure, RequestFailure::Rejected(e) if e.kind == ErrorKind::AllocationMismatch);
         match pending.request {
             Request::Allocate => self.fail_allocation(failure.into()),
+            // A data connection's failure is its own: the allocation is not in question.
+            Request::ConnectionBind { connection_id, .. } => {
+                self.on_connection_bind_failed(connection_id, failure)
+            }
             // RFC 8656 §8.3: a 437 to a delete means it is already gone; any other failure
             // leaves nothing more to do but let it lapse.
             Request::Refresh { lifetime: 0 } => self.finish_delete(),
@@ -231,6 +270,7 @@ impl Client {
             Request::ChannelBind { channel, peer } => {
                 self.on_channel_failed(now, &pending, channel, peer, failure)
             }
+            Request::Connect { peer } => self.on_connect_failed(peer, failure),
         }
     }
 }

@@ -52,11 +52,14 @@ struct AllocateAttrs {
     additional: Option<AddressFamily>,
     token: Option<Token>,
     lifetime: Option<u32>,
+    /// UDP, or TCP for an RFC 6062 allocation.
+    relay_transport: TransportProtocol,
 }
 
 impl AllocateAttrs {
-    fn read(msg: &Message<'_>) -> Option<AllocateAttrs> {
+    fn read(msg: &Message<'_>, relay_transport: TransportProtocol) -> Option<AllocateAttrs> {
         Some(AllocateAttrs {
+            relay_transport,
             even_port: msg.get::<EvenPort>().ok()?,
             family: msg.get::<RequestedAddressFamily>().ok()?.map(|f| f.0),
             additional: msg.get::<AdditionalAddressFamily>().ok()?.map(|f| f.0),
@@ -104,7 +107,7 @@ impl Server {
         if let Some(id) = existing {
             return self.answer_existing(now, id, msg.transaction_id(), auth);
         }
-        let attrs = match self.check_allocate(msg) {
+        let attrs = match self.check_allocate(&tuple, msg) {
             Ok(a) => a,
             Err(answer) => return answer,
         };
@@ -140,20 +143,37 @@ impl Server {
     }
 
     /// Steps 3 to 9: the attributes.
-    fn check_allocate(&self, msg: &Message<'_>) -> Result<AllocateAttrs, Answer> {
-        // Step 3: REQUESTED-TRANSPORT missing or malformed -> 400; not UDP -> 442.
-        match msg.get::<RequestedTransport>() {
-            Ok(Some(RequestedTransport::UDP)) => {}
+    fn check_allocate(
+        &self,
+        tuple: &FiveTuple,
+        msg: &Message<'_>,
+    ) -> Result<AllocateAttrs, Answer> {
+        // Step 3: REQUESTED-TRANSPORT missing or malformed -> 400; not UDP -> 442, unless
+        // TCP allocations are enabled (RFC 6062 §5.1).
+        let relay_transport = match msg.get::<RequestedTransport>() {
+            Ok(Some(RequestedTransport::UDP)) => TransportProtocol::Udp,
+            Ok(Some(RequestedTransport::TCP)) if self.config.tcp_allocations => {
+                // RFC 6062 §5.1: over a UDP control connection, or with DONT-FRAGMENT,
+                // EVEN-PORT or RESERVATION-TOKEN: 400.
+                if !tuple.transport.is_reliable()
+                    || msg.has(AttributeType::DONT_FRAGMENT)
+                    || msg.has(AttributeType::EVEN_PORT)
+                    || msg.has(AttributeType::RESERVATION_TOKEN)
+                {
+                    return Err(Answer::Error(400));
+                }
+                TransportProtocol::Tcp
+            }
             Ok(Some(_)) => return Err(Answer::Error(442)),
             _ => return Err(Answer::Error(400)),
-        }
+        };
         // Step 4: DONT-FRAGMENT the driver cannot honour is an unknown attribute.
         if msg.has(AttributeType::DONT_FRAGMENT) && !self.config.dont_fragment {
             return Err(Answer::UnknownAttributes(
                 [AttributeType::DONT_FRAGMENT].into_iter().collect(),
             ));
         }
-        let a = AllocateAttrs::read(msg).ok_or(Answer::Error(400))?;
+        let a = AllocateAttrs::read(msg, relay_transport).ok_or(Answer::Error(400))?;
         // Step 5: RESERVATION-TOKEN excludes EVEN-PORT and both family attributes; an
         // unknown or expired token -> 508.
         if let Some(token) = &a.token {
@@ -269,6 +289,7 @@ impl Server {
             reservation_token: chosen.token,
             address_error: chosen.address_error,
             active: false,
+            relay_transport: attrs.relay_transport,
             timer: NEVER,
             permissions: SmallVec::new(),
             channels: SmallVec::new(),
@@ -276,7 +297,7 @@ impl Server {
         for relayed in chosen.relays.iter().flatten() {
             self.events.push_back(ServerEvent::BindRelay {
                 relayed: *relayed,
-                transport: TransportProtocol::Udp,
+                transport: attrs.relay_transport,
             });
         }
         let pending = PendingAllocate {
@@ -396,6 +417,7 @@ impl Server {
         }
         let tuple = alloc.five_tuple;
         let key = alloc.key;
+        let relay_transport = alloc.relay_transport;
         let answer = if alloc.is_empty() {
             Answer::Error(508)
         } else {
@@ -406,7 +428,7 @@ impl Server {
             Answer::Success(Success::Allocate(Box::new(allocate_success(alloc, now))))
         };
         for addr in late {
-            self.release_relay(addr);
+            self.release_relay(addr, relay_transport);
             self.ports.quarantine(addr, quarantine);
         }
         if let Answer::Success(Success::Allocate(s)) = &answer {

@@ -116,6 +116,8 @@ pub(crate) struct Allocation {
     pub(crate) address_error: Option<(AddressFamily, u16)>,
     /// False while waiting for the driver to bind the relay socket(s).
     pub(crate) active: bool,
+    /// The transport towards peers: UDP, or TCP for an RFC 6062 allocation.
+    pub(crate) relay_transport: TransportProtocol,
     /// The deadline of this allocation's live timer entry (`NEVER` when none).
     pub(crate) timer: Millis,
     pub(crate) permissions: SmallVec<[Permission; 1]>,
@@ -284,6 +286,7 @@ mod tests {
             reservation_token: None,
             address_error: None,
             active: true,
+            relay_transport: TransportProtocol::Udp,
             timer: Millis::MAX,
             permissions: SmallVec::new(),
             channels: SmallVec::new(),

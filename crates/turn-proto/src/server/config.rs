@@ -67,6 +67,15 @@ pub struct Quotas {
     pub permissions_per_allocation: usize,
     /// Channel bindings per allocation; beyond it ChannelBind gets 508.
     pub channels_per_allocation: usize,
+    /// RFC 6062 peer connections per TCP allocation (connecting, waiting for their
+    /// ConnectionBind, or bridged); beyond it Connect gets 508 and incoming peer connections
+    /// are refused.
+    pub tcp_connections_per_allocation: usize,
+    /// RFC 6062 peer connections not yet bound (a Connect in progress, or waiting up to 30 s
+    /// for the client's ConnectionBind), on the whole server: each holds a socket and buffered
+    /// peer data in the driver. Beyond it Connect gets 508 and incoming peer connections are
+    /// refused.
+    pub unbound_tcp_connections: usize,
 }
 
 impl Default for Quotas {
@@ -77,6 +86,8 @@ impl Default for Quotas {
             per_client_ip: Some(100),
             permissions_per_allocation: 64,
             channels_per_allocation: 64,
+            tcp_connections_per_allocation: 64,
+            unbound_tcp_connections: 4096,
         }
     }
 }
@@ -153,6 +164,20 @@ pub struct ServerConfig {
     pub dont_fragment: bool,
     /// Responses remembered for retransmitted requests (RFC 8489 §6.3.1), at most.
     pub response_cache_capacity: usize,
+    /// RFC 6062 TCP allocations: REQUESTED-TRANSPORT TCP over TCP/TLS control connections,
+    /// Connect, ConnectionBind and ConnectionAttempt. Off by default (such an Allocate gets
+    /// 442): turn it on only with a driver that handles the TCP events
+    /// ([`ServerEvent::BindRelay`](super::ServerEvent::BindRelay) with TCP,
+    /// [`ServerEvent::ConnectPeer`](super::ServerEvent::ConnectPeer),
+    /// [`ServerEvent::Bridge`](super::ServerEvent::Bridge),
+    /// [`ServerEvent::ClosePeerConnection`](super::ServerEvent::ClosePeerConnection)).
+    pub tcp_allocations: bool,
+    /// How long a Connect waits for [`Server::peer_connected`](super::Server::peer_connected)
+    /// before it fails with 447. RFC 6062 §5.2: at least 30 s.
+    pub tcp_connect_timeout: Duration,
+    /// How long a peer data connection waits for the client's ConnectionBind before it is
+    /// closed (RFC 6062 §5.2, §5.3: 30 s).
+    pub connection_bind_timeout: Duration,
     pub(crate) users: Vec<(String, UserSecret)>,
 }
 
@@ -173,6 +198,7 @@ impl fmt::Debug for ServerConfig {
             .field("quotas", &self.quotas)
             .field("relay_binding", &self.relay_binding)
             .field("dont_fragment", &self.dont_fragment)
+            .field("tcp_allocations", &self.tcp_allocations)
             .field("users", &self.users.len())
             .finish_non_exhaustive()
     }
@@ -200,6 +226,9 @@ impl ServerConfig {
             reservation_lifetime: Duration::from_secs(30),
             dont_fragment: true,
             response_cache_capacity: 16_384,
+            tcp_allocations: false,
+            tcp_connect_timeout: Duration::from_secs(30),
+            connection_bind_timeout: Duration::from_secs(30),
             users: Vec::new(),
         }
     }
@@ -251,6 +280,12 @@ impl ServerConfig {
         if secs(self.nonce_lifetime) == 0 || secs(self.nonce_lifetime) > 86_400 {
             return Err(ConfigError::BadNonceLifetime);
         }
+        // RFC 6062 §5.2: "The timeout value MUST be at least 30 seconds."
+        if self.tcp_connect_timeout < Duration::from_secs(30)
+            || self.connection_bind_timeout.is_zero()
+        {
+            return Err(ConfigError::BadTcpTimeout);
+        }
         Ok(())
     }
 }
@@ -273,6 +308,9 @@ pub enum ConfigError {
     BadLifetime,
     /// The nonce lifetime is zero or over a day.
     BadNonceLifetime,
+    /// The TCP connect timeout is under 30 s (RFC 6062 §5.2), or the ConnectionBind timeout
+    /// is zero.
+    BadTcpTimeout,
 }
 
 impl fmt::Display for ConfigError {
@@ -285,6 +323,9 @@ impl fmt::Display for ConfigError {
             ConfigError::DuplicateRelayAddress(ip) => write!(f, "relay address {ip} given twice"),
             ConfigError::BadLifetime => f.write_str("lifetimes must satisfy 0 < default <= max"),
             ConfigError::BadNonceLifetime => f.write_str("nonce lifetime must be 1 s to 1 day"),
+            ConfigError::BadTcpTimeout => {
+                f.write_str("TCP connect timeout must be at least 30 s, bind timeout not zero")
+            }
         }
     }
 }
@@ -323,6 +364,9 @@ mod tests {
         let mut c = valid();
         c.max_lifetime = Duration::from_secs(10);
         assert_eq!(c.validate(), Err(ConfigError::BadLifetime));
+        let mut c = valid();
+        c.tcp_connect_timeout = Duration::from_secs(29);
+        assert_eq!(c.validate(), Err(ConfigError::BadTcpTimeout));
     }
 
     #[test]

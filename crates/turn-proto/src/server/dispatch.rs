@@ -84,10 +84,17 @@ impl Server {
             self.queue(tuple, payload);
             return;
         }
-        if !matches!(
-            method,
-            Method::ALLOCATE | Method::REFRESH | Method::CREATE_PERMISSION | Method::CHANNEL_BIND
-        ) {
+        let rfc6062 = self.config.tcp_allocations
+            && matches!(method, Method::CONNECT | Method::CONNECTION_BIND);
+        if !rfc6062
+            && !matches!(
+                method,
+                Method::ALLOCATE
+                    | Method::REFRESH
+                    | Method::CREATE_PERMISSION
+                    | Method::CHANNEL_BIND
+            )
+        {
             return self.reply_unauthenticated(tuple, method, tid, 400, &[], 0);
         }
         // RFC 8489 §6.3.1.1: unknown comprehension-required attributes -> 420.
@@ -108,6 +115,10 @@ impl Server {
                 return;
             }
         }
+        if method == Method::CONNECTION_BIND {
+            // Authenticated against the allocation its CONNECTION-ID names.
+            return self.handle_connection_bind(now, tuple, msg, existing);
+        }
         let now_ms = self.millis(now);
         let auth = match self.authenticate(now_ms, &tuple, msg, existing) {
             Ok(a) => a,
@@ -117,7 +128,7 @@ impl Server {
             Method::ALLOCATE => self.handle_allocate(now_ms, tuple, msg, &auth, existing),
             _ => match self.owned_allocation(existing, &auth) {
                 Err(code) => Answer::Error(code),
-                Ok(id) => self.dispatch(now_ms, id, method, msg),
+                Ok(id) => self.dispatch(now_ms, id, method, msg, auth.sha256),
             },
         };
         if answer != Answer::Deferred {
@@ -129,11 +140,19 @@ impl Server {
         }
     }
 
-    fn dispatch(&mut self, now: Millis, id: u32, method: Method, msg: &Message<'_>) -> Answer {
+    fn dispatch(
+        &mut self,
+        now: Millis,
+        id: u32,
+        method: Method,
+        msg: &Message<'_>,
+        sha256: bool,
+    ) -> Answer {
         match method {
             Method::REFRESH => self.handle_refresh(now, id, msg),
             Method::CREATE_PERMISSION => self.handle_create_permission(now, id, msg),
             Method::CHANNEL_BIND => self.handle_channel_bind(now, id, msg),
+            Method::CONNECT => self.handle_connect(now, id, msg, sha256),
             _ => Answer::Error(400),
         }
     }
@@ -197,7 +216,7 @@ impl Server {
     }
 
     /// 401 and 438 carry the realm and a fresh nonce; 400 nothing (RFC 8489 §9.2.4).
-    fn reply_auth_error(
+    pub(super) fn reply_auth_error(
         &mut self,
         now: Millis,
         tuple: FiveTuple,
@@ -276,7 +295,7 @@ impl Server {
         }
     }
 
-    fn queue(&mut self, tuple: FiveTuple, payload: Vec<u8>) {
+    pub(super) fn queue(&mut self, tuple: FiveTuple, payload: Vec<u8>) {
         self.transmits.push_back(Transmit {
             transport: tuple.transport,
             source: tuple.server,

@@ -11,6 +11,7 @@
 //! | `policy` | which peers may be reached ([`PeerPolicy`]) |
 //! | `allocate`, `requests` | the Allocate, Refresh, CreatePermission and ChannelBind handlers |
 //! | `relay` | the data path: ChannelData, Send and Data indications |
+//! | `tcp` | RFC 6062: Connect, ConnectionAttempt, ConnectionBind, peer data connections |
 //! | `stats` | [`ServerStats`] |
 
 mod allocate;
@@ -29,6 +30,7 @@ mod requests;
 mod response;
 mod stats;
 mod table;
+mod tcp;
 mod users;
 
 pub use allocation::FiveTuple;
@@ -38,10 +40,11 @@ pub use config::{
     RelayBinding, RelayRange, ServerConfig,
 };
 pub use io::{
-    BindFailure, Datagram, DeleteReason, RelayBoundError, ServerEvent, ServerInput, ServerOutput,
+    BindFailure, ConnectFailure, Datagram, DeleteReason, IncomingPeer, PeerConnectedError,
+    PeerRefusal, RelayBoundError, ServerEvent, ServerInput, ServerOutput,
 };
 pub use policy::{IpPrefix, PeerPolicy, PrefixParseError};
-pub use stats::{Drops, ErrorCounts, ServerStats, Traffic};
+pub use stats::{Drops, ErrorCounts, ServerStats, TcpStats, Traffic};
 
 use allocate::PendingAllocate;
 use auth::{Authenticator, Credentials};
@@ -56,6 +59,7 @@ use stun_proto::credentials::SecurityFeatures;
 use stun_proto::server::{BindingServer, BindingServerConfig};
 use stun_proto::{ResponseCache, Transmit, TransportProtocol};
 use table::Table;
+use tcp::TcpConnections;
 use users::Users;
 
 /// Milliseconds since the server started: the server's internal clock.
@@ -89,7 +93,11 @@ pub const MAX_UNAUTHENTICATED_GROWTH: usize = 100;
 ///   ranges); [`handle_timeout`](Self::handle_timeout) when [`poll_timeout`](Self::poll_timeout)
 ///   is due (early or repeated calls are harmless); [`relay_bound`](Self::relay_bound) to
 ///   report a relay socket bind asked for by [`ServerEvent::BindRelay`];
-///   [`handle_icmp`](Self::handle_icmp) for ICMP errors read from a relay socket.
+///   [`handle_icmp`](Self::handle_icmp) for ICMP errors read from a relay socket;
+///   [`connection_closed`](Self::connection_closed) for closed TCP/TLS client connections;
+///   and for RFC 6062, [`peer_connected`](Self::peer_connected),
+///   [`incoming_peer_connection`](Self::incoming_peer_connection) and
+///   [`peer_connection_closed`](Self::peer_connection_closed).
 /// * **Output**: the return value of `handle_input` — a datagram to relay now, borrowing
 ///   the input buffer or the server's scratch buffer — then
 ///   [`poll_transmit`](Self::poll_transmit) (STUN responses, owned),
@@ -107,6 +115,65 @@ pub const MAX_UNAUTHENTICATED_GROWTH: usize = 100;
 /// indication (or the ChannelData) in its reusable scratch buffer: one copy. No allocation,
 /// one hash lookup (client to peer: the 5-tuple) or none (peer to client: the relay port
 /// indexes a flat array).
+///
+/// # Stream transports (TCP and TLS listeners)
+///
+/// Every connection accepted on a TCP or TLS listener is one client 5-tuple (the transport
+/// is part of the key). The driver:
+///
+/// * cuts each connection's bytes into messages with `stun_proto::framing::StreamFramer`
+///   and passes each as one [`ServerInput`] with transport TCP or TLS (`source`: the
+///   connection's remote address, `destination`: its local one); the framer strips
+///   ChannelData padding;
+/// * writes [`poll_transmit`](Self::poll_transmit)'s transmits and the
+///   [`ServerOutput::Send`] datagrams whose transport is TCP or TLS as they are on the
+///   connection (`source` local, `destination` remote); ChannelData to stream clients is
+///   already padded to 4 bytes (RFC 8656 §12.5);
+/// * closes a connection that cannot be framed, and reports every closed client
+///   connection with [`connection_closed`](Self::connection_closed)`(now, transport,
+///   client, local)`: an allocation made on it is deleted ([`DeleteReason::ConnectionClosed`]).
+///
+/// A UDP relay (REQUESTED-TRANSPORT UDP) over a TCP or TLS control connection needs
+/// nothing more: peers talk UDP to the relayed address, the client TCP to the listener.
+///
+/// # RFC 6062 TCP allocations
+///
+/// With [`ServerConfig::tcp_allocations`], an Allocate with REQUESTED-TRANSPORT TCP over a
+/// TCP or TLS control connection creates a TCP relayed address, and:
+///
+/// * **Relay socket**: [`ServerEvent::BindRelay`] with transport TCP: bind and listen on
+///   `relayed`, report with [`relay_bound`](Self::relay_bound) (as for UDP);
+///   [`ServerEvent::ReleaseRelay`] with TCP: stop listening.
+/// * **Connect (client-initiated)**: a Connect that passes its checks (permission, policy,
+///   446 for a peer already connected or connecting, quotas) becomes
+///   [`ServerEvent::ConnectPeer`]` { connection_id, relayed, peer }`. The driver connects
+///   from `relayed` to `peer` and reports [`peer_connected`](Self::peer_connected)`(now,
+///   connection_id, Ok(()))` or `Err(ConnectFailure)`; the Connect is then answered with
+///   CONNECTION-ID, or 447 (also after
+///   [`tcp_connect_timeout`](ServerConfig::tcp_connect_timeout), 30 s). The driver buffers
+///   what the peer sends until the bridge.
+/// * **Incoming (peer-initiated)**: for every connection accepted on a TCP relayed address
+///   the driver calls [`incoming_peer_connection`](Self::incoming_peer_connection)`(now,
+///   relayed, peer)`. [`IncomingPeer::Accepted`]` { connection_id }`: keep it and buffer
+///   its bytes (a ConnectionAttempt indication went to the client);
+///   [`IncomingPeer::Refused`]: close it (no allocation, no permission, policy, quota).
+/// * **ConnectionBind**: the client opens a new connection to the listener and sends a
+///   ConnectionBind with the CONNECTION-ID on it; it reaches [`handle_input`](Self::handle_input)
+///   like any request. On success the response is queued and then
+///   [`ServerEvent::Bridge`]` { connection_id, transport, client: (local, remote), peer:
+///   (relayed, peer) }` follows: write the response, then copy bytes both ways between the
+///   two connections (the buffered peer bytes first) without the core, which reads nothing
+///   more from either. A wrong or expired CONNECTION-ID gets 400 (close that connection if
+///   the client does not).
+/// * **Closing**: when either half of a pair closes, the driver closes the other and
+///   reports [`connection_closed`](Self::connection_closed) or
+///   [`peer_connection_closed`](Self::peer_connection_closed) (a peer connection that dies
+///   before it is bound is reported with the latter too).
+///   [`ServerEvent::ClosePeerConnection`]` { connection_id }` asks the driver to close a
+///   peer connection (and its client half once bridged, or to abandon a connect in
+///   progress): no ConnectionBind within
+///   [`connection_bind_timeout`](ServerConfig::connection_bind_timeout) (30 s), or the
+///   allocation ended (RFC 6062 §5.5).
 ///
 /// # Example: the run loop
 ///
@@ -158,6 +225,8 @@ pub struct Server {
     users: Users,
     ports: PortPool,
     pending: KeyedMap<u32, PendingAllocate>,
+    /// RFC 6062 peer data connections.
+    tcp: TcpConnections,
     binding: BindingServer,
     cache: ResponseCache,
     transmits: VecDeque<Transmit>,
@@ -218,6 +287,7 @@ impl Server {
             table: Table::new(hasher),
             users: Users::new(hasher),
             pending: KeyedMap::with_hasher(hasher),
+            tcp: TcpConnections::new(hasher),
             binding,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -261,6 +331,12 @@ impl Server {
             server: destination,
             transport,
         };
+        // RFC 6062 §5.4: after its ConnectionBind a client data connection carries raw
+        // bytes that the driver copies; nothing on it is the core's any more.
+        if transport.is_reliable() && self.tcp.is_bridged(&tuple) {
+            self.stats.drops.bridged += 1;
+            return ServerOutput::Handled;
+        }
         // RFC 7983 / RFC 8656 §12: 0-3 STUN, 64-79 ChannelData, anything else is not ours.
         match data.first() {
             Some(0..=3) => self.handle_stun(now, tuple, data),
@@ -283,6 +359,7 @@ impl Server {
                 self.expire(now_ms, id);
             }
         }
+        self.tcp_timers(now_ms);
         self.cache.handle_timeout(now);
         self.ports.handle_timeout(now_ms);
     }
@@ -302,19 +379,27 @@ impl Server {
     /// When to call [`handle_timeout`](Self::handle_timeout) next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let own = [self.table.next_timer(), self.ports.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
-            .and_then(|ms| self.start.checked_add(Duration::from_millis(ms)));
+        let own = [
+            self.table.next_timer(),
+            self.ports.poll_timeout(),
+            self.tcp.next_timer(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .and_then(|ms| self.start.checked_add(Duration::from_millis(ms)));
         [own, self.cache.poll_timeout()].into_iter().flatten().min()
     }
 
     /// Counters, and the allocations, permissions and channels that exist now.
     pub fn stats(&self) -> ServerStats {
+        let mut tcp = self.stats.tcp;
+        tcp.connections = self.tcp.len();
+        tcp.unbound = self.tcp.unbound();
         ServerStats {
             allocations: self.table.len(),
             cached_responses: self.cache.len(),
+            tcp,
             ..self.stats
         }
     }

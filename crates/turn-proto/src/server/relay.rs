@@ -80,11 +80,12 @@ impl Server {
         msg: &Message<'a>,
     ) -> ServerOutput<'a> {
         let drops = &mut self.stats.drops;
+        // A TCP allocation (RFC 6062) has no UDP relay to send from.
         let Some(alloc) = self
             .table
             .find(tuple)
             .and_then(|id| self.table.get(id))
-            .filter(|a| a.active)
+            .filter(|a| a.active && a.relay_transport == TransportProtocol::Udp)
         else {
             drops.no_allocation += 1;
             return ServerOutput::Handled;
@@ -140,7 +141,11 @@ impl Server {
             .ports
             .owner(relayed)
             .and_then(|id| self.table.get(id))
-            .filter(|a| a.active && a.relay_for(relayed.ip(), now).is_some())
+            .filter(|a| {
+                a.active
+                    && a.relay_transport == TransportProtocol::Udp
+                    && a.relay_for(relayed.ip(), now).is_some()
+            })
         else {
             self.stats.drops.no_allocation += 1;
             return ServerOutput::Handled;

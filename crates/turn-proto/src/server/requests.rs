@@ -9,11 +9,11 @@ use super::{Millis, Server};
 use crate::channel_data::is_valid_channel;
 use smallvec::SmallVec;
 use std::net::IpAddr;
-use stun_proto::Message;
 use stun_proto::attributes::{
     AddressFamily, Attribute, AttributeType, ChannelNumber, Lifetime, RequestedAddressFamily,
     XorPeerAddress,
 };
+use stun_proto::{Message, TransportProtocol};
 
 const PERMISSION_MS: Millis = PERMISSION_LIFETIME.as_millis() as Millis;
 const CHANNEL_MS: Millis = CHANNEL_LIFETIME.as_millis() as Millis;
@@ -133,6 +133,10 @@ impl Server {
         let Some(alloc) = self.table.get(id) else {
             return Answer::Error(437);
         };
+        // Channels relay UDP; a TCP allocation (RFC 6062) relays through data connections.
+        if alloc.relay_transport != TransportProtocol::Udp {
+            return Answer::Error(400);
+        }
         // The number in 0x4000-0x4FFF, not bound to another peer, the peer not bound to
         // another number: else 400.
         let number_taken = alloc
@@ -170,7 +174,12 @@ impl Server {
 
     /// Each peer must be of a family the allocation relays (else 443, RFC 8656 §10.2,
     /// §12.2) and allowed by the peer policy (else 403).
-    fn check_peers(&self, alloc: &Allocation, now: Millis, peers: &[IpAddr]) -> Result<(), u16> {
+    pub(super) fn check_peers(
+        &self,
+        alloc: &Allocation,
+        now: Millis,
+        peers: &[IpAddr],
+    ) -> Result<(), u16> {
         if peers.iter().any(|ip| alloc.relay_for(*ip, now).is_none()) {
             return Err(443);
         }

@@ -5,8 +5,8 @@ use super::ports::Token;
 use smallvec::SmallVec;
 use std::net::SocketAddr;
 use stun_proto::attributes::{
-    AddressErrorCode, AddressFamily, AttributeType, Lifetime, Nonce, PasswordAlgorithms, Realm,
-    ReservationToken, Software, XorMappedAddress, XorRelayedAddress,
+    AddressErrorCode, AddressFamily, AttributeType, ConnectionId, Lifetime, Nonce,
+    PasswordAlgorithms, Realm, ReservationToken, Software, XorMappedAddress, XorRelayedAddress,
 };
 use stun_proto::server::add_error;
 use stun_proto::{
@@ -22,6 +22,8 @@ pub(crate) enum Success {
     Lifetime(u32),
     /// Allocate (RFC 8656 §7.2).
     Allocate(Box<AllocateSuccess>),
+    /// Connect: CONNECTION-ID (RFC 6062 §5.2).
+    ConnectionId(u32),
 }
 
 /// The attributes of an Allocate success response (RFC 8656 §7.2).
@@ -93,6 +95,9 @@ fn add_success(b: &mut MessageBuilder<'_>, s: &Success) -> Result<(), BuildError
         Success::Empty => {}
         Success::Lifetime(l) => {
             b.add(&Lifetime(*l))?;
+        }
+        Success::ConnectionId(id) => {
+            b.add(&ConnectionId(*id))?;
         }
         Success::Allocate(a) => {
             for r in &a.relayed {

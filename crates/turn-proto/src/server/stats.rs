@@ -50,6 +50,9 @@ pub struct Drops {
     pub pending_retransmission: u64,
     /// ICMP errors of a type TURN does not relay (RFC 8656 §11.5).
     pub bad_icmp: u64,
+    /// Input on a client data connection after its ConnectionBind: bridged connections
+    /// carry raw bytes the driver copies itself (RFC 6062 §5.4).
+    pub bridged: u64,
 }
 
 /// Responses sent, by error code.
@@ -76,6 +79,10 @@ pub struct ErrorCounts {
     pub unsupported_transport: u64,
     /// 443 Peer Address Family Mismatch.
     pub peer_address_family_mismatch: u64,
+    /// 446 Connection Already Exists (RFC 6062).
+    pub connection_already_exists: u64,
+    /// 447 Connection Timeout or Failure (RFC 6062).
+    pub connection_timeout_or_failure: u64,
     /// 486 Allocation Quota Reached.
     pub quota_reached: u64,
     /// 508 Insufficient Capacity.
@@ -109,6 +116,8 @@ impl ErrorCounts {
             441 => &self.wrong_credentials,
             442 => &self.unsupported_transport,
             443 => &self.peer_address_family_mismatch,
+            446 => &self.connection_already_exists,
+            447 => &self.connection_timeout_or_failure,
             486 => &self.quota_reached,
             508 => &self.insufficient_capacity,
             _ => return None,
@@ -127,11 +136,35 @@ impl ErrorCounts {
             441 => &mut self.wrong_credentials,
             442 => &mut self.unsupported_transport,
             443 => &mut self.peer_address_family_mismatch,
+            446 => &mut self.connection_already_exists,
+            447 => &mut self.connection_timeout_or_failure,
             486 => &mut self.quota_reached,
             508 => &mut self.insufficient_capacity,
             _ => &mut self.other,
         }
     }
+}
+
+/// RFC 6062 TCP relaying.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TcpStats {
+    /// Peer connections now: connecting, waiting for their ConnectionBind, or bridged.
+    pub connections: usize,
+    /// Of `connections`, those not bound yet.
+    pub unbound: usize,
+    /// Connect requests handed to the driver (`ConnectPeer`).
+    pub connects: u64,
+    /// Connects that failed or timed out (answered 447).
+    pub connect_failures: u64,
+    /// Incoming peer connections accepted (ConnectionAttempt indications sent).
+    pub attempts: u64,
+    /// Incoming peer connections refused.
+    pub refused: u64,
+    /// ConnectionBinds that succeeded: connections handed to the driver to bridge.
+    pub bridged: u64,
+    /// Peer connections closed because no ConnectionBind came in time.
+    pub bind_timeouts: u64,
 }
 
 /// A snapshot of the server's counters; see [`Server::stats`](super::Server::stats).
@@ -167,6 +200,8 @@ pub struct ServerStats {
     pub failed_binds: u64,
     /// Datagrams dropped, by reason.
     pub drops: Drops,
+    /// RFC 6062 TCP relaying.
+    pub tcp: TcpStats,
 }
 
 #[cfg(test)]
@@ -177,13 +212,15 @@ mod tests {
     fn error_counts_by_code() {
         let mut e = ErrorCounts::default();
         for code in [
-            400, 401, 401, 403, 420, 437, 438, 440, 441, 442, 443, 486, 508, 599,
+            400, 401, 401, 403, 420, 437, 438, 440, 441, 442, 443, 446, 447, 486, 508, 599,
         ] {
             e.count(code);
         }
         assert_eq!(e.get(401), 2);
         assert_eq!(e.unauthenticated, 2);
-        for code in [400, 403, 420, 437, 438, 440, 441, 442, 443, 486, 508] {
+        for code in [
+            400, 403, 420, 437, 438, 440, 441, 442, 443, 446, 447, 486, 508,
+        ] {
             assert_eq!(e.get(code), 1, "{code}");
         }
         assert_eq!(e.get(599), 1);

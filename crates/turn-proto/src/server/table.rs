@@ -187,6 +187,7 @@ mod tests {
             reservation_token: None,
             address_error: None,
             active: true,
+            relay_transport: TransportProtocol::Udp,
             timer: NEVER,
             permissions: SmallVec::new(),
             channels: SmallVec::new(),
