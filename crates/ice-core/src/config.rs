@@ -88,7 +88,9 @@ impl std::error::Error for CredentialsError {}
 pub struct TurnServer {
     /// The server's address (already resolved: DNS is the caller's business).
     pub server: SocketAddr,
-    /// The transport to the server.
+    /// The transport to the server: UDP, or TCP or TLS for networks that let no UDP out
+    /// (the agent asks the driver for the connection, see "TURN over TCP and TLS" on
+    /// [`Agent`](crate::Agent)). Relayed candidates are UDP in every case.
     pub transport: TransportProtocol,
     /// The long-term credential username.
     pub username: String,
@@ -168,6 +170,12 @@ pub struct AgentConfig {
     pub stun_servers: Vec<SocketAddr>,
     /// TURN servers for relayed candidates.
     pub turn_servers: Vec<TurnServer>,
+    /// The names of TLS TURN servers, by address: [`TurnServer::server`] is already
+    /// resolved, and the name it was resolved from goes here, to be sent in SNI and checked
+    /// against the certificate ([`Event::TurnConnect`](crate::Event::TurnConnect)'s
+    /// `server_name`). A TLS server without a name here gets `None`: the driver verifies the
+    /// address, or refuses.
+    pub turn_server_names: Vec<(SocketAddr, String)>,
     /// Local credentials to use instead of random ones (an SFU may choose its ufrag to
     /// demultiplex on it). Checked with [`Credentials::new`].
     pub local_credentials: Option<Credentials>,
@@ -177,7 +185,8 @@ pub struct AgentConfig {
     pub max_pending_mdns: usize,
     /// How long a TCP connection attempt may take before the agent gives up on it (and on
     /// the checks waiting for it) and asks the driver to close it (RFC 6544 §7.1: a
-    /// connection that cannot be established fails the check).
+    /// connection that cannot be established fails the check). Connections to TCP and TLS
+    /// TURN servers get as long (the TLS handshake included).
     pub tcp_connect_timeout: Duration,
     /// How long a checklist whose only remaining chance is the peer connecting to one of our
     /// passive TCP candidates waits for it before failing (RFC 6544 §6.2: only the peer
@@ -204,6 +213,7 @@ impl Default for AgentConfig {
             keepalive_interval: Duration::from_secs(15),
             stun_servers: Vec::new(),
             turn_servers: Vec::new(),
+            turn_server_names: Vec::new(),
             local_credentials: None,
             prefer_ipv6: true,
             max_pending_mdns: 32,

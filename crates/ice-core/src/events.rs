@@ -4,6 +4,7 @@ use crate::candidate::{Candidate, TcpType};
 use crate::config::Role;
 use core::fmt;
 use std::net::SocketAddr;
+use stun_proto::TransportProtocol;
 
 /// A data stream of the agent (RFC 8445 §3), numbered in the order streams were added: the
 /// first stream is the first checklist of the checklist set (§6.1.2.6).
@@ -20,6 +21,38 @@ impl StreamId {
 impl fmt::Display for StreamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "stream{}", self.0)
+    }
+}
+
+/// Names a TCP or TLS connection to a TURN server that the agent asked for with
+/// [`Event::TurnConnect`], in the calls and events about it
+/// ([`Agent::turn_connected`](crate::Agent::turn_connected),
+/// [`Agent::turn_connect_failed`](crate::Agent::turn_connect_failed),
+/// [`Agent::turn_closed`](crate::Agent::turn_closed), [`Event::TurnClose`]). Every
+/// connection the agent asks for gets a new id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TurnConnectionId(u32);
+
+impl TurnConnectionId {
+    /// The id of the `attempt`-th connection (from 0) of TURN client `relay`.
+    pub(crate) const fn new(relay: u8, attempt: u8) -> Self {
+        TurnConnectionId(((relay as u32) << 8) | attempt as u32)
+    }
+
+    /// The TURN client the connection is for.
+    pub(crate) const fn relay(self) -> u8 {
+        (self.0 >> 8) as u8
+    }
+
+    /// The id as a number (unique within one agent), for logs and maps.
+    pub const fn as_u32(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for TurnConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "turn{}", self.0)
     }
 }
 
@@ -137,6 +170,35 @@ pub enum Event {
         local: SocketAddr,
         /// The remote address of the connection.
         remote: SocketAddr,
+    },
+    /// Open a TCP or TLS connection to a TURN server for a relayed candidate (RFC 8656 §3.1;
+    /// see "TURN over TCP and TLS" on [`Agent`](crate::Agent)), then report the outcome with
+    /// [`Agent::turn_connected`](crate::Agent::turn_connected) (with the connection's local
+    /// address) or [`Agent::turn_connect_failed`](crate::Agent::turn_connect_failed), naming
+    /// it by `id`.
+    TurnConnect {
+        /// The connection's name in later calls and events.
+        id: TurnConnectionId,
+        /// The base of the UDP host candidate the relayed candidate is gathered from: connect
+        /// from an ephemeral port of this IP address (its port belongs to the UDP socket).
+        local: SocketAddr,
+        /// The TURN server.
+        server: SocketAddr,
+        /// [`TransportProtocol::Tcp`] or [`TransportProtocol::Tls`]. With TLS the driver
+        /// makes the handshake (and verifies the server's certificate) before reporting the
+        /// connection; the agent only ever sees the plaintext.
+        transport: TransportProtocol,
+        /// For TLS: the name to send in SNI and to verify the certificate against, from
+        /// [`AgentConfig::turn_server_names`](crate::AgentConfig::turn_server_names).
+        server_name: Option<String>,
+    },
+    /// Close a TURN connection (or abandon the attempt to open it): the agent no longer
+    /// needs it (its allocation failed or ended, the connection attempt took longer than
+    /// [`AgentConfig::tcp_connect_timeout`](crate::AgentConfig::tcp_connect_timeout), or the
+    /// agent closed). Do not report [`Agent::turn_closed`](crate::Agent::turn_closed) for it.
+    TurnClose {
+        /// The connection.
+        id: TurnConnectionId,
     },
 }
 

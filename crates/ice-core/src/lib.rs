@@ -21,6 +21,9 @@
 //! * RFC 6544: active, passive and simultaneous-open TCP host candidates, their priorities
 //!   and pairing; the agent drives the connections (the driver opens, accepts and closes
 //!   them, see [`Agent`]) and frames checks and data with RFC 4571.
+//! * RFC 8656 §3.1: relayed candidates from TURN servers over TCP and TLS, on connections
+//!   the driver opens when asked (see [`Agent`]); ranked below those from UDP TURN servers,
+//!   re-allocated on a new connection when one is lost.
 //! * RFC 8421: interleaved IPv6/IPv4 local preferences for multihomed hosts.
 //! * RFC 8839: `a=candidate` and the ICE attribute lines ([`sdp`]).
 //! * draft-ietf-mmusic-mdns-ice-candidates: `.local` remote candidates surfaced as
@@ -28,7 +31,8 @@
 //!
 //! Not yet: server-reflexive and relayed TCP candidates (RFC 6544 §5), freeing unused
 //! candidates (RFC 8445 §8.3), keeping server-reflexive bindings alive through
-//! the STUN server (§5.1.1.4), `a=remote-candidates`. `docs/COMPLIANCE.md` has the
+//! the STUN server (§5.1.1.4), `a=remote-candidates`, following ALTERNATE-SERVER
+//! redirects of TURN servers reached over TCP or TLS. `docs/COMPLIANCE.md` has the
 //! section-by-section table.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -65,7 +69,7 @@ pub use error::{
     AddCandidateError, AddStreamError, EndOfCandidatesError, MdnsError, RemoteCandidateError,
     RestartError, SendError,
 };
-pub use events::{ConnectionState, Event, GatheringState, Received, StreamId};
+pub use events::{ConnectionState, Event, GatheringState, Received, StreamId, TurnConnectionId};
 pub use pacer::Pacer;
 pub use pair::PairState;
 pub use stats::Stats;

@@ -153,6 +153,34 @@ pub const fn local_preference(rank: u8, server_index: u8) -> u16 {
     (((255 - rank) as u16) << 8) | (255 - server_index) as u16
 }
 
+/// How far the high byte of a relayed candidate's local preference drops per step down the
+/// transport-to-server ranking (UDP, TCP, TLS).
+const RELAY_TRANSPORT_STEP: u8 = 64;
+
+/// The local preference of a relayed candidate for an address of interleaved `rank`,
+/// obtained from TURN server `server_index` over `transport`.
+///
+/// RFC 8445 §5.1.2.2 uses the local preference to rank TURN servers. The transport to the
+/// server ranks first, as in browsers (Chrome: TURN/UDP, then TURN/TCP, then TURN/TLS): a
+/// relay reached over TCP or TLS works where UDP is blocked, but adds head-of-line blocking
+/// (and TLS overhead) to every packet, so it is used only when UDP relaying does not work.
+/// Over UDP this is [`local_preference`]; over TCP the high byte is 64 lower, over TLS 128,
+/// so the transport outranks the address as long as the host has fewer than 64 ranks (32
+/// addresses of each family).
+pub const fn relay_local_preference(
+    rank: u8,
+    server_index: u8,
+    transport: TransportProtocol,
+) -> u16 {
+    let steps = match transport {
+        TransportProtocol::Udp => 0,
+        TransportProtocol::Tcp => 1,
+        _ => 2,
+    };
+    let high = (255 - rank).saturating_sub(steps * RELAY_TRANSPORT_STEP);
+    ((high as u16) << 8) | (255 - server_index) as u16
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +242,35 @@ mod tests {
             tcp_candidate_priority(Relayed, 65535, 1)
                 < tcp_candidate_priority(ServerReflexive, 0, 1)
         );
+    }
+
+    #[test]
+    fn relays_over_udp_rank_before_tcp_before_tls() {
+        use TransportProtocol::*;
+        // UDP keeps the plain local preference.
+        for (rank, server) in [(0, 0), (1, 3), (40, 255)] {
+            assert_eq!(
+                relay_local_preference(rank, server, Udp),
+                local_preference(rank, server)
+            );
+        }
+        // The transport outranks the address and the server index.
+        let worst_udp = relay_local_preference(63, 255, Udp);
+        let best_tcp = relay_local_preference(0, 0, Tcp);
+        assert!(worst_udp > best_tcp);
+        assert!(relay_local_preference(63, 255, Tcp) > relay_local_preference(0, 0, Tls));
+        // Unique per server and transport for one address.
+        let mut all: Vec<u16> = [Udp, Tcp, Tls]
+            .iter()
+            .flat_map(|&t| (0..4).map(move |s| relay_local_preference(0, s, t)))
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 12);
+        // Many addresses: saturates rather than wrapping.
+        assert_eq!(relay_local_preference(255, 255, Tls), 0);
+        let p = |t| candidate_priority(CandidateType::Relayed, relay_local_preference(0, 0, t), 1);
+        assert!(p(Udp) > p(Tcp) && p(Tcp) > p(Tls));
     }
 
     #[test]

@@ -50,4 +50,11 @@ pub struct Stats {
     pub tcp_refused: u64,
     /// TCP frames dropped: on a connection the agent does not know.
     pub tcp_frames_dropped: u64,
+    /// Connections to TCP and TLS TURN servers the agent asked the driver to open.
+    pub turn_connects: u64,
+    /// Connections to TCP and TLS TURN servers that could not be opened (failed, or timed
+    /// out).
+    pub turn_connect_failures: u64,
+    /// Open connections to TCP and TLS TURN servers that the driver reported lost.
+    pub turn_connections_lost: u64,
 }

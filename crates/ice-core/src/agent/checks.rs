@@ -193,14 +193,21 @@ impl Agent {
             use_candidate: payload_args,
             key: &remote.key,
         };
+        let stream_relay = ctx.via.relay().filter(|&r| self.relay_is_stream(r));
         let transmit = check::build_request(tid, &request)
             .ok()
-            .and_then(|payload| self.wrap(now, ctx.socket, ctx.remote, ctx.via, payload));
+            .and_then(|payload| match stream_relay {
+                Some(r) => self.unwrapped_relayed_check(r, ctx.socket, ctx.remote, payload),
+                None => self.wrap(now, ctx.socket, ctx.remote, ctx.via, payload),
+            });
         let started = transmit.is_some_and(|t| {
             self.transactions
                 .start_with_rto(now, tid, t, TxContext::Check(ctx), rto)
                 .is_ok()
         });
+        if started && stream_relay.is_some() {
+            self.flush_relayed_checks(now);
+        }
         let Some(p) = self.streams[stream].checklist.get_mut(id) else {
             return;
         };

@@ -591,7 +591,7 @@ impl Agent {
             return;
         }
         self.closed = true;
-        self.relays.close(now);
+        self.close_turn_connections(now);
         self.close_all_tcp();
         for s in &self.streams {
             for p in &s.checklist.pairs {

@@ -35,7 +35,10 @@ impl Agent {
     /// ICE and TURN traffic is consumed; application data from a pair the agent vouches for
     /// comes back as [`Received::Data`], a sub-slice of `input.data`.
     pub fn handle_input<'a>(&mut self, now: Instant, input: Input<'a>) -> Received<'a> {
-        if let Some(r) = self.relays.find(input.source, input.destination) {
+        if let Some(r) = self
+            .relays
+            .find(input.source, input.destination, input.transport)
+        {
             if self.closed {
                 // Only the deletion of the allocations is still going on.
                 return match self.relays.handle_input(r, now, input) {
@@ -45,6 +48,12 @@ impl Agent {
             }
             return self.handle_relay_input(now, r, input);
         }
+        self.handle_direct(now, input)
+    }
+
+    /// Input that is not from one of our TURN servers: on a host candidate's socket, or on
+    /// an ICE-TCP connection.
+    pub(super) fn handle_direct<'a>(&mut self, now: Instant, input: Input<'a>) -> Received<'a> {
         if self.closed {
             return Received::NotMine;
         }

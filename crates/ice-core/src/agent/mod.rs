@@ -8,6 +8,7 @@ mod paths;
 mod state;
 mod tcp;
 mod turn;
+mod turn_tcp;
 
 use crate::candidate::{Candidate, CandidateType, Foundation};
 use crate::checklist::CheckListState;
@@ -31,7 +32,7 @@ use stun_proto::transaction::{ClientTransactions, TransactionConfig};
 use stun_proto::{IntegrityKey, Transmit, TransportProtocol};
 
 /// A Sans-IO ICE agent (RFC 8445) with trickle (RFC 8838), ICE-lite, consent freshness
-/// (RFC 7675), restarts and TCP candidates (RFC 6544).
+/// (RFC 7675), restarts, TCP candidates (RFC 6544) and TURN over UDP, TCP and TLS.
 ///
 /// # The Sans-IO contract
 ///
@@ -51,7 +52,8 @@ use stun_proto::{IntegrityKey, Transmit, TransportProtocol};
 ///
 /// Each [`Transmit`] names the local socket it leaves from (`source`): the base of a host
 /// candidate. Traffic of relayed candidates is wrapped by the agent's own TURN clients and
-/// leaves from the socket those use towards the TURN server.
+/// leaves from the socket those use towards the TURN server (or over the connection to it,
+/// for TURN over TCP and TLS).
 ///
 /// # ICE-TCP (RFC 6544)
 ///
@@ -90,6 +92,49 @@ use stun_proto::{IntegrityKey, Transmit, TransportProtocol};
 ///    uses; on [`close`](Self::close), all of them); the driver closes them without reporting
 ///    back.
 ///
+/// # TURN over TCP and TLS
+///
+/// A [`TurnServer`](crate::TurnServer) with transport TCP or TLS (RFC 8656 §3.1: where UDP
+/// is blocked, TURN over TLS on port 443 is often the only way out) is reached over a
+/// connection the driver opens for the agent; the relayed candidate is still UDP (the relay
+/// talks UDP to peers), only its traffic to the server travels over the connection. One such
+/// connection per UDP host candidate and server of the same address family:
+///
+/// 1. **Connect.** After [`add_host_candidate`](Self::add_host_candidate) the agent emits
+///    [`Event::TurnConnect`]`{ id, local, server, transport, server_name }`. The driver
+///    connects from an ephemeral port of `local`'s IP address (`local` is the UDP host
+///    candidate's base) to `server`; for TLS it makes the handshake, sending `server_name`
+///    as SNI and verifying the certificate against it. It reports
+///    [`turn_connected`](Self::turn_connected)`(now, id, local)` with the local address the
+///    OS chose, or [`turn_connect_failed`](Self::turn_connect_failed)`(now, id)`. Without
+///    either within [`AgentConfig::tcp_connect_timeout`] the agent gives up and emits
+///    [`Event::TurnClose`]. Gathering is complete only once every connection has opened and
+///    allocated, or failed.
+/// 2. **Frames in.** The driver cuts the connection's byte stream with
+///    `stun_proto::framing::StreamFramer` (`Framing::StunAndChannelData`, which strips
+///    ChannelData padding) and hands every message to [`handle_input`](Self::handle_input)
+///    as an [`Input`](stun_proto::Input) with the connection's `transport` (TCP or TLS;
+///    plaintext), `source: server`, `destination:` the local address it reported. A framing
+///    error means the stream is broken: close the connection and report it closed.
+/// 3. **Bytes out.** A [`Transmit`] with transport TCP or TLS holds bytes to write as they
+///    are on the connection `(source, destination)` = (its local address, the server):
+///    Allocate, Refresh, CreatePermission and ChannelBind requests, Send indications and
+///    padded ChannelData carrying checks, responses and [`send`](Self::send)'s data.
+/// 4. **Close.** The driver reports a connection that closed or broke with
+///    [`turn_closed`](Self::turn_closed)`(now, id)`: the allocation ended with it, its relayed
+///    candidate is retired (its pairs fail) and the agent asks for a new connection for a
+///    new allocation (a bounded number of times; a new candidate is announced after the
+///    next restart, RFC 8838 §13). The agent asks for connections to be closed with
+///    [`Event::TurnClose`]`{ id }` when it no longer needs them (the allocation failed or
+///    ended, or [`close`](Self::close): over TCP closing the connection releases the
+///    allocation); the driver closes them without reporting back.
+///
+/// Relayed candidates obtained over TCP rank below those obtained over UDP, and over TLS
+/// below TCP ([`priority::relay_local_preference`](crate::priority::relay_local_preference)),
+/// so a UDP relay is used when it works; their foundations differ (RFC 8445 §5.1.1.3). No
+/// server-reflexive candidate is made of the mapped address such a server reports (a TCP
+/// mapping says nothing about UDP).
+///
 /// # Methods
 ///
 /// * Construction: [`new`](Self::new).
@@ -106,7 +151,9 @@ use stun_proto::{IntegrityKey, Transmit, TransportProtocol};
 /// * Input: [`handle_input`](Self::handle_input), [`handle_timeout`](Self::handle_timeout),
 ///   [`handle_timeout_paced`](Self::handle_timeout_paced); TCP connections:
 ///   [`tcp_connected`](Self::tcp_connected), [`tcp_connect_failed`](Self::tcp_connect_failed),
-///   [`tcp_accepted`](Self::tcp_accepted), [`tcp_closed`](Self::tcp_closed).
+///   [`tcp_accepted`](Self::tcp_accepted), [`tcp_closed`](Self::tcp_closed); TURN
+///   connections: [`turn_connected`](Self::turn_connected),
+///   [`turn_connect_failed`](Self::turn_connect_failed), [`turn_closed`](Self::turn_closed).
 /// * Commands: [`add_stream`](Self::add_stream),
 ///   [`add_host_candidate`](Self::add_host_candidate),
 ///   [`add_tcp_host_candidate`](Self::add_tcp_host_candidate),
@@ -217,6 +264,8 @@ struct FoundationKey {
     kind: CandidateType,
     base: IpAddr,
     server: Option<IpAddr>,
+    /// The transport the candidate was obtained with: its own, or for a relayed candidate
+    /// the one to its TURN server (UDP, TCP or TLS).
     transport: TransportProtocol,
 }
 
@@ -576,8 +625,10 @@ impl Agent {
             return;
         }
         self.transactions.handle_timeout(now);
+        self.flush_relayed_checks(now);
         self.drain_transaction_events(now);
         self.tcp_timeouts(now);
+        self.turn_connect_timeouts(now);
         self.relays_timeout(now);
         self.run_paths(now);
         self.run_nomination(now);

@@ -4,7 +4,7 @@
 use super::Agent;
 use crate::candidate::{Candidate, CandidateType, is_redundant};
 use crate::events::Received;
-use crate::priority::{candidate_priority, local_preference};
+use crate::priority::{candidate_priority, local_preference, relay_local_preference};
 use crate::relay::Relay;
 use crate::stream::{LocalCandidate, Via};
 use rand_core::Rng;
@@ -46,15 +46,9 @@ impl Agent {
                 }
             }
             turn_proto::client::Received::Consumed => Received::Consumed,
-            turn_proto::client::Received::NotMine => {
-                return self.handle_datagram(
-                    now,
-                    input.destination,
-                    input.source,
-                    Via::Udp,
-                    input.data,
-                );
-            }
+            // Not the client's (a client whose allocation ended, or a STUN server sharing the
+            // TURN server's address): what arrived is handled like any other input.
+            turn_proto::client::Received::NotMine => return self.handle_direct(now, input),
         };
         self.drain_relay_events(now);
         self.update_states(now);
@@ -68,7 +62,8 @@ impl Agent {
     }
 
     /// RFC 8445 §5.1.1.2: an allocation from a new host candidate on each TURN server of its
-    /// address family.
+    /// address family. Over UDP the client starts at once; over TCP or TLS the agent first
+    /// asks for its connection ([`Event::TurnConnect`](crate::Event::TurnConnect)).
     pub(super) fn start_relays(
         &mut self,
         now: Instant,
@@ -83,13 +78,23 @@ impl Agent {
             .cloned()
             .enumerate()
             .filter(|(_, t)| {
-                t.server.is_ipv4() == address.is_ipv4() && t.transport == TransportProtocol::Udp
+                t.server.is_ipv4() == address.is_ipv4()
+                    && matches!(
+                        t.transport,
+                        TransportProtocol::Udp | TransportProtocol::Tcp | TransportProtocol::Tls
+                    )
             })
             .take(256)
             .collect();
         for (i, server) in servers {
+            let index = self.relays.next_index();
+            let stream_transport = server.transport.is_reliable();
             let relay = Relay {
-                client: self.turn_client(now, &server, address),
+                client: (!stream_transport).then(|| {
+                    self.turn_client(now, &server, address, address, TransportProtocol::Udp)
+                }),
+                transport: server.transport,
+                connection: None,
                 stream: stream as u16,
                 host,
                 server_index: i as u8,
@@ -99,25 +104,33 @@ impl Agent {
             };
             if self.relays.push(relay).is_some() {
                 self.gathering.expected += 1;
+                if let (Some(index), true) = (index, stream_transport) {
+                    self.connect_relay(now, index);
+                }
             }
         }
         self.drain_relay_events(now);
     }
 
-    /// A TURN client for a host base. The relayed address is asked for in the base's family
-    /// (RFC 8656 §7.1: without REQUESTED-ADDRESS-FAMILY a server relays over IPv4 only).
-    fn turn_client(
+    /// A TURN client sending from `local`: the host base over UDP, the connection's local
+    /// address over TCP or TLS. The relayed address is asked for in the family of the host
+    /// `base` (RFC 8656 §7.1: without REQUESTED-ADDRESS-FAMILY a server relays over IPv4
+    /// only) and is always UDP (REQUESTED-TRANSPORT 17).
+    pub(super) fn turn_client(
         &mut self,
         now: Instant,
         server: &crate::config::TurnServer,
         base: SocketAddr,
+        local: SocketAddr,
+        transport: TransportProtocol,
     ) -> Client {
         let mut config = ClientConfig::new(
             server.server,
-            base,
+            local,
             server.username.clone(),
             server.password.clone(),
         );
+        config.transport = transport;
         if base.is_ipv6() {
             config.requested_family = Some(AddressFamily::Ipv6);
         }
@@ -143,6 +156,13 @@ impl Agent {
         if let Some(c) = candidate {
             self.retire_local(stream, c);
         }
+        // Over TCP or TLS the allocation's connection goes with it (if it is still open: a
+        // Refresh failed, or the server answered 437), and so does a selected path through
+        // it, at once, as over a closed ICE-TCP connection.
+        if self.relay_is_stream(relay) {
+            self.close_relay_connection(relay);
+            self.lose_relay_paths(relay);
+        }
         let Some(r) = self.relays.get(relay) else {
             return;
         };
@@ -161,11 +181,21 @@ impl Agent {
         else {
             return;
         };
-        let client = self.turn_client(now, &server, base);
         if let Some(r) = self.relays.get_mut(relay) {
-            r.client = client;
             r.settled = false;
             r.reallocations += 1;
+        }
+        if server.transport.is_reliable() {
+            // A new allocation needs a new connection.
+            if let Some(r) = self.relays.get_mut(relay) {
+                r.client = None;
+            }
+            self.connect_relay(now, relay);
+            return;
+        }
+        let client = self.turn_client(now, &server, base, base, TransportProtocol::Udp);
+        if let Some(r) = self.relays.get_mut(relay) {
+            r.client = Some(client);
         }
     }
 
@@ -207,6 +237,17 @@ impl Agent {
                 if let Some(r) = self.relays.get_mut(relay) {
                     r.settled = true;
                 }
+                self.close_relay_connection(relay);
+            }
+            ClientEvent::Redirected { from, to } if self.relay_is_stream(relay) => {
+                // The alternate server would need a connection of its own: this allocation
+                // is given up instead.
+                tracing::debug!(%from, %to, "TURN redirect over TCP/TLS not followed");
+                if let Some(r) = self.relays.get_mut(relay) {
+                    r.settled = true;
+                    r.client = None;
+                }
+                self.close_relay_connection(relay);
             }
             ClientEvent::Expired { reason } => {
                 tracing::debug!(relay, ?reason, "TURN allocation expired");
@@ -230,8 +271,11 @@ impl Agent {
             return;
         };
         r.settled = true;
-        let (stream, host, server_index) = (usize::from(r.stream), r.host, r.server_index);
-        let server = r.client.server();
+        let (stream, host, server_index, transport) =
+            (usize::from(r.stream), r.host, r.server_index, r.transport);
+        let Some(server) = r.client.as_ref().map(Client::server) else {
+            return;
+        };
         let Some(base) = self
             .streams
             .get(stream)
@@ -253,13 +297,15 @@ impl Agent {
             .flat_map(|s| &s.local)
             .any(|l| l.cand.address == address);
         if !duplicate {
+            // RFC 8445 §5.1.1.3: candidates obtained over different transports differ in
+            // foundation; the relayed candidate itself is UDP whatever reaches the server.
             let foundation = self.foundation_for(
                 CandidateType::Relayed,
                 address.ip(),
                 Some(server.ip()),
-                base.cand.transport,
+                transport,
             );
-            let lp = local_preference(base.rank, server_index);
+            let lp = relay_local_preference(base.rank, server_index, transport);
             let cand = Candidate {
                 kind: CandidateType::Relayed,
                 address,
@@ -282,7 +328,9 @@ impl Agent {
                 r.candidate = Some(index);
             }
         }
-        if let Some(mapped) = mapped {
+        // The mapped address of a TCP or TLS connection is a TCP mapping: no UDP
+        // server-reflexive candidate can be made of it.
+        if let (Some(mapped), false) = (mapped, transport.is_reliable()) {
             self.add_turn_srflx(stream, &base, server, server_index, mapped);
         }
         self.update_states(now);

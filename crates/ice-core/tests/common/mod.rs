@@ -396,7 +396,7 @@ impl Net {
     fn send(&mut self, node: usize, t: Transmit) {
         let elapsed = self.elapsed();
         self.log.push((elapsed, node, t.clone()));
-        if t.transport == TransportProtocol::Tcp {
+        if t.transport.is_reliable() {
             self.tcp_write(node, t);
             return;
         }

@@ -1,10 +1,14 @@
 //! TCP for the in-memory network: connections opened, accepted, refused and closed as the
 //! agents ask (RFC 6544 §7), carrying the agents' RFC 4571 byte streams in order, cut into
 //! segments of any size, and framed again on arrival by the real
-//! `stun_proto::framing::StreamFramer`, as a driver does.
+//! `stun_proto::framing::StreamFramer`, as a driver does. Connections to TURN servers (TCP,
+//! or TLS whose handshake and encryption are left out: both ends see plaintext, as the
+//! cores do) carry STUN and ChannelData, framed with `Framing::StunAndChannelData`.
 
 use super::{Machine, Net};
-use ice_core::{Event, Input, Received, StreamId, TcpType, Transmit, TransportProtocol};
+use ice_core::{
+    Event, Input, Received, StreamId, TcpType, Transmit, TransportProtocol, TurnConnectionId,
+};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use stun_proto::framing::{Framing, StreamFramer};
@@ -14,14 +18,29 @@ pub struct TcpEnd {
     pub node: usize,
     pub local: SocketAddr,
     pub remote: SocketAddr,
+    /// The agent's name of a connection to a TURN server.
+    pub turn: Option<TurnConnectionId>,
     framer: StreamFramer,
 }
 
-/// A connection between two agents.
+/// A connection between two agents, or between an agent and a TURN server.
 pub struct TcpConn {
     pub ends: [TcpEnd; 2],
     pub open: bool,
+    /// TCP, or TLS (to a TURN server).
+    pub transport: TransportProtocol,
 }
+
+/// A connection an agent asked a TURN server for: (node, id, local, server, transport,
+/// server name).
+pub type TurnAttempt = (
+    usize,
+    TurnConnectionId,
+    SocketAddr,
+    SocketAddr,
+    TransportProtocol,
+    Option<String>,
+);
 
 enum Action {
     /// The listening side learns of the connection.
@@ -33,6 +52,8 @@ enum Action {
         local: SocketAddr,
         remote: SocketAddr,
     },
+    /// A connection to a TURN server was refused.
+    TurnConnectFailed { id: TurnConnectionId },
     /// Bytes of the stream reach one end.
     Bytes {
         conn: usize,
@@ -77,6 +98,10 @@ pub struct TcpNet {
     pub attempts: Vec<(usize, SocketAddr, SocketAddr, TcpType)>,
     /// Close requests seen, by (node, local, remote).
     pub closes: Vec<(usize, SocketAddr, SocketAddr)>,
+    /// Connections to TURN servers asked for.
+    pub turn_attempts: Vec<TurnAttempt>,
+    /// TURN connections the agents asked to close, by (node, id).
+    pub turn_closes: Vec<(usize, TurnConnectionId)>,
     segments: Vec<Segment>,
     so_pending: Vec<SoAttempt>,
     next_port: u16,
@@ -92,6 +117,17 @@ impl TcpNet {
     /// Open connections.
     pub fn open(&self) -> usize {
         self.conns.iter().filter(|c| c.open).count()
+    }
+
+    /// Open connections to TURN servers of `node`.
+    pub fn open_turn(&self, node: usize) -> Vec<(TurnConnectionId, SocketAddr, SocketAddr)> {
+        self.conns
+            .iter()
+            .filter(|c| c.open)
+            .flat_map(|c| &c.ends)
+            .filter(|e| e.node == node)
+            .filter_map(|e| Some((e.turn?, e.local, e.remote)))
+            .collect()
     }
 }
 
@@ -134,6 +170,26 @@ impl Net {
                     _ => self.tcp_active_open(node, local, remote),
                 }
             }
+            Event::TurnConnect {
+                id,
+                local,
+                server,
+                transport,
+                ref server_name,
+            } => {
+                let attempt = (node, id, local, server, transport, server_name.clone());
+                self.tcp.turn_attempts.push(attempt);
+                self.turn_open(node, id, local, server, transport);
+            }
+            Event::TurnClose { id } => {
+                self.tcp.turn_closes.push((node, id));
+                let found = self.tcp.conns.iter().position(|c| {
+                    c.open && c.ends.iter().any(|e| e.node == node && e.turn == Some(id))
+                });
+                if let Some(i) = found {
+                    self.close_conn(i, node);
+                }
+            }
             Event::TcpClose { local, remote } => {
                 self.tcp.closes.push((node, local, remote));
                 self.tcp
@@ -146,22 +202,61 @@ impl Net {
                             .any(|e| e.node == node && e.local == local && e.remote == remote)
                 });
                 if let Some(i) = found {
-                    self.tcp.conns[i].open = false;
-                    let other = usize::from(self.tcp.conns[i].ends[0].node == node);
-                    let peer = self.tcp.conns[i].ends[other].node;
-                    let latency = self.latency;
-                    self.schedule(
-                        latency,
-                        peer,
-                        Action::Closed {
-                            conn: i,
-                            end: other,
-                        },
-                    );
+                    self.close_conn(i, node);
                 }
             }
             _ => {}
         }
+    }
+
+    /// `node` closes connection `i`: the other end hears of it a latency later.
+    fn close_conn(&mut self, i: usize, node: usize) {
+        self.tcp.conns[i].open = false;
+        let other = usize::from(self.tcp.conns[i].ends[0].node == node);
+        let peer = self.tcp.conns[i].ends[other].node;
+        let latency = self.latency;
+        self.schedule(
+            latency,
+            peer,
+            Action::Closed {
+                conn: i,
+                end: other,
+            },
+        );
+    }
+
+    /// A connection to a TURN server: accepted by any TURN node (TLS included: the
+    /// handshake is assumed), refused by others and by addresses in `refuse`, lost in
+    /// `blackhole`.
+    fn turn_open(
+        &mut self,
+        node: usize,
+        id: TurnConnectionId,
+        local: SocketAddr,
+        server: SocketAddr,
+        transport: TransportProtocol,
+    ) {
+        let latency = self.latency;
+        if self.tcp.blackhole.contains(&server) {
+            return;
+        }
+        let listener = self.node_for(server).filter(|&n| {
+            matches!(self.nodes[n].machine, super::Machine::Turn(_))
+                && !self.tcp.refuse.contains(&server)
+        });
+        let Some(turn) = listener else {
+            self.schedule(2 * latency, node, Action::TurnConnectFailed { id });
+            return;
+        };
+        self.tcp.next_port = self.tcp.next_port.max(50000) + 1;
+        let ephemeral = SocketAddr::new(local.ip(), self.tcp.next_port);
+        let conn = self.new_conn_with(
+            [(node, ephemeral, server), (turn, server, ephemeral)],
+            transport,
+            Framing::StunAndChannelData,
+        );
+        self.tcp.conns[conn].ends[0].turn = Some(id);
+        self.schedule(2 * latency, node, Action::Connected { conn, end: 0 });
     }
 
     /// An active open: accepted by a listener, reset, or lost.
@@ -213,15 +308,26 @@ impl Net {
     }
 
     fn new_conn(&mut self, ends: [(usize, SocketAddr, SocketAddr); 2]) -> usize {
+        self.new_conn_with(ends, TransportProtocol::Tcp, Framing::Rfc4571)
+    }
+
+    fn new_conn_with(
+        &mut self,
+        ends: [(usize, SocketAddr, SocketAddr); 2],
+        transport: TransportProtocol,
+        framing: Framing,
+    ) -> usize {
         let end = |(node, local, remote)| TcpEnd {
             node,
             local,
             remote,
-            framer: StreamFramer::new(Framing::Rfc4571),
+            turn: None,
+            framer: StreamFramer::new(framing),
         };
         self.tcp.conns.push(TcpConn {
             ends: ends.map(end),
             open: true,
+            transport,
         });
         self.tcp.conns.len() - 1
     }
@@ -308,7 +414,26 @@ impl Net {
         self.schedule(latency, peer, Action::Closed { conn, end: 1 - end });
     }
 
+    /// A TURN connection of the agent on `node` breaks on its side: the agent hears of it at
+    /// once (as from its driver), the server a latency later.
+    pub fn turn_break(&mut self, node: usize, id: TurnConnectionId) {
+        let found =
+            self.tcp.conns.iter().position(|c| {
+                c.open && c.ends.iter().any(|e| e.node == node && e.turn == Some(id))
+            });
+        let Some(conn) = found else { return };
+        let now = self.now;
+        self.agent(node).turn_closed(now, id);
+        self.drain(node);
+        self.close_conn(conn, node);
+    }
+
     fn tcp_deliver(&mut self, node: usize, action: Action) {
+        if let Machine::Turn(_) = self.nodes[node].machine {
+            self.turn_server_deliver(node, action);
+            self.drain(node);
+            return;
+        }
         let now = self.now;
         let Machine::Agent(agent) = &mut self.nodes[node].machine else {
             return;
@@ -323,14 +448,21 @@ impl Net {
             }
             Action::Connected { conn, end } => {
                 let c = &self.tcp.conns[conn];
-                if c.open {
-                    agent.tcp_connected(now, c.ends[end].local, c.ends[end].remote);
+                let e = &c.ends[end];
+                match (c.open, e.turn) {
+                    (true, Some(id)) => agent.turn_connected(now, id, e.local),
+                    (true, None) => agent.tcp_connected(now, e.local, e.remote),
+                    (false, _) => {}
                 }
             }
             Action::ConnectFailed { local, remote } => agent.tcp_connect_failed(now, local, remote),
+            Action::TurnConnectFailed { id } => agent.turn_connect_failed(now, id),
             Action::Closed { conn, end } => {
                 let e = &self.tcp.conns[conn].ends[end];
-                agent.tcp_closed(now, e.local, e.remote);
+                match e.turn {
+                    Some(id) => agent.turn_closed(now, id),
+                    None => agent.tcp_closed(now, e.local, e.remote),
+                }
             }
             Action::Bytes { conn, end, data } => {
                 if self.tcp.conns[conn].open {
@@ -357,9 +489,10 @@ impl Net {
         }
         let now = self.now;
         let elapsed = self.elapsed();
+        let transport = self.tcp.conns[conn].transport;
         for frame in frames {
             let input = Input {
-                transport: TransportProtocol::Tcp,
+                transport,
                 source: remote,
                 destination: local,
                 data: &frame,
@@ -386,13 +519,77 @@ impl Net {
             }
         }
         if broken {
-            self.tcp.conns[conn].open = false;
-            let peer = self.tcp.conns[conn].ends[1 - end].node;
+            let turn = self.tcp.conns[conn].ends[end].turn;
             if let Machine::Agent(agent) = &mut self.nodes[node].machine {
-                agent.tcp_closed(now, local, remote);
+                match turn {
+                    Some(id) => agent.turn_closed(now, id),
+                    None => agent.tcp_closed(now, local, remote),
+                }
             }
-            let latency = self.latency;
-            self.schedule(latency, peer, Action::Closed { conn, end: 1 - end });
+            self.close_conn(conn, node);
+        }
+    }
+
+    /// The TURN server's side of its connections: frames in as `ServerInput`s, relayed
+    /// datagrams out, closed connections reported.
+    fn turn_server_deliver(&mut self, node: usize, action: Action) {
+        let now = self.now;
+        match action {
+            Action::Bytes { conn, end, data } => {
+                if !self.tcp.conns[conn].open {
+                    return;
+                }
+                let transport = self.tcp.conns[conn].transport;
+                let e = &mut self.tcp.conns[conn].ends[end];
+                let (local, remote) = (e.local, e.remote);
+                let mut frames = Vec::new();
+                let mut broken = e.framer.push(&data).is_err();
+                while !broken {
+                    match e.framer.next_frame() {
+                        Ok(Some(frame)) => frames.push(frame.data.to_vec()),
+                        Ok(None) => break,
+                        Err(_) => broken = true,
+                    }
+                }
+                for mut frame in frames {
+                    let Machine::Turn(server) = &mut self.nodes[node].machine else {
+                        return;
+                    };
+                    let input = turn_proto::server::ServerInput {
+                        transport,
+                        source: remote,
+                        destination: local,
+                        buf: &mut frame,
+                        headroom: 0,
+                    };
+                    if let turn_proto::server::ServerOutput::Send(d) =
+                        server.handle_input(now, input)
+                    {
+                        let t = Transmit {
+                            transport: d.transport,
+                            source: d.source,
+                            destination: d.destination,
+                            payload: d.data.to_vec(),
+                        };
+                        self.send(node, t);
+                    }
+                }
+                if broken {
+                    if let Machine::Turn(server) = &mut self.nodes[node].machine {
+                        server.connection_closed(now, transport, remote, local);
+                    }
+                    self.close_conn(conn, node);
+                }
+            }
+            Action::Closed { conn, end } => {
+                let transport = self.tcp.conns[conn].transport;
+                let e = &self.tcp.conns[conn].ends[end];
+                let (local, remote) = (e.local, e.remote);
+                if let Machine::Turn(server) = &mut self.nodes[node].machine {
+                    server.connection_closed(now, transport, remote, local);
+                }
+            }
+            _ => {}
         }
     }
 }
