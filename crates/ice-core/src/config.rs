@@ -183,6 +183,10 @@ pub struct AgentConfig {
     pub prefer_ipv6: bool,
     /// The most pending mDNS names waiting for resolution.
     pub max_pending_mdns: usize,
+    /// Accept loopback host candidates (127.0.0.0/8, ::1, and their IPv4-mapped form).
+    /// RFC 8445 §5.1.1.1 excludes them, and the default follows it; tests, demos and peers
+    /// on one machine that want loopback-only traffic turn this on.
+    pub allow_loopback: bool,
     /// How long a TCP connection attempt may take before the agent gives up on it (and on
     /// the checks waiting for it) and asks the driver to close it (RFC 6544 §7.1: a
     /// connection that cannot be established fails the check). Connections to TCP and TLS
@@ -217,6 +221,7 @@ impl Default for AgentConfig {
             local_credentials: None,
             prefer_ipv6: true,
             max_pending_mdns: 32,
+            allow_loopback: false,
             tcp_connect_timeout: Duration::from_secs(10),
             tcp_accept_wait: Duration::from_secs(20),
             max_tcp_connections: 32,

@@ -55,12 +55,16 @@ pub enum SdpError {
     InvalidCredential(String),
     /// An `a=` line that is not one of the ICE attributes.
     UnknownAttribute(String),
+    /// A control character inside the line (RFC 4566's byte-string excludes NUL, CR and LF,
+    /// and none of the ICE tokens allow controls); only a trailing CRLF is accepted.
+    ControlCharacter,
 }
 
 impl fmt::Display for SdpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SdpError::NotACandidate => f.write_str("not a candidate line"),
+            SdpError::ControlCharacter => f.write_str("control character inside the line"),
             SdpError::MissingField(name) => write!(f, "missing {name}"),
             SdpError::InvalidFoundation(v) => write!(f, "invalid foundation {v:?}"),
             SdpError::InvalidComponent(v) => write!(f, "invalid component id {v:?}"),
@@ -342,13 +346,24 @@ fn parse_transport(s: &str) -> Result<(Transport, String), SdpError> {
     Ok((transport, s.to_owned()))
 }
 
+/// Strips the line ending and refuses control characters anywhere else: a token such as
+/// `trickle\r` would format to a line whose trailing CR the next parse strips, so the
+/// round trip would change the value.
+fn trim_line(s: &str) -> Result<&str, SdpError> {
+    let s = s.trim_end_matches(['\r', '\n']);
+    if s.chars().any(char::is_control) {
+        return Err(SdpError::ControlCharacter);
+    }
+    Ok(s)
+}
+
 impl FromStr for CandidateLine {
     type Err = SdpError;
 
     /// Parses `a=candidate:...`, `candidate:...` (as in WebRTC's `RTCIceCandidate`), with or
     /// without a trailing CRLF.
     fn from_str(s: &str) -> Result<CandidateLine, SdpError> {
-        let s = s.trim_end_matches(['\r', '\n']);
+        let s = trim_line(s)?;
         let s = s.strip_prefix("a=").unwrap_or(s);
         let rest = strip_prefix_ignore_case(s, "candidate:").ok_or(SdpError::NotACandidate)?;
         let mut it = rest.split(' ').filter(|t| !t.is_empty());
@@ -474,7 +489,7 @@ impl FromStr for IceAttribute {
 
     /// Parses one attribute line, with or without `a=` and trailing CRLF.
     fn from_str(s: &str) -> Result<IceAttribute, SdpError> {
-        let s = s.trim_end_matches(['\r', '\n']);
+        let s = trim_line(s)?;
         let s = s.strip_prefix("a=").unwrap_or(s);
         let (name, value) = match s.split_once(':') {
             Some((n, v)) => (n, Some(v)),

@@ -91,3 +91,53 @@ fn dual_stack_priorities_interleave() {
         .count();
     assert_eq!(events, 4, "every candidate trickled out");
 }
+
+/// RFC 8445 §5.1.1.1: loopback addresses are not candidates, unless the configuration
+/// allows them (tests and demos on one machine); the IPv4-mapped form is judged as IPv4.
+#[test]
+fn loopback_host_candidates_only_when_allowed() {
+    #[allow(clippy::disallowed_methods)]
+    let t0 = Instant::now();
+    let mut agent = Agent::new(AgentConfig::default(), 1, t0);
+    let s = agent.add_stream(1).unwrap();
+    for addr in [
+        "127.0.0.1:5000",
+        "[::1]:5000",
+        "[::ffff:127.0.0.1]:5000",
+        "0.0.0.0:5000",
+    ] {
+        assert_eq!(
+            agent.add_host_candidate(t0, s, 1, addr.parse().unwrap(), TransportProtocol::Udp),
+            Err(ice_core::AddCandidateError::UnusableAddress),
+            "{addr}"
+        );
+    }
+    let config = AgentConfig {
+        allow_loopback: true,
+        ..AgentConfig::default()
+    };
+    let mut agent = Agent::new(config, 1, t0);
+    let s = agent.add_stream(1).unwrap();
+    let c = agent
+        .add_host_candidate(
+            t0,
+            s,
+            1,
+            "127.0.0.1:5000".parse().unwrap(),
+            TransportProtocol::Udp,
+        )
+        .unwrap();
+    assert_eq!(c.kind, CandidateType::Host);
+    assert!(
+        agent
+            .add_host_candidate(
+                t0,
+                s,
+                1,
+                "0.0.0.0:5001".parse().unwrap(),
+                TransportProtocol::Udp
+            )
+            .is_err(),
+        "unspecified stays refused"
+    );
+}

@@ -293,3 +293,38 @@ proptest! {
         let _ = s.parse::<IceAttribute>();
     }
 }
+
+/// Control characters inside a line are refused: `trickle\r` would format to a line whose
+/// trailing CR the next parse strips (found by the `sdp` fuzz target).
+#[test]
+fn control_characters_inside_lines_are_refused() {
+    use ice_core::sdp::{CandidateLine, IceAttribute, SdpError};
+    for bad in [
+        "a=ice-options:trickle\r ",
+        "a=ice-options:tri\u{0}ckle",
+        "a=ice-options:trickle\tx",
+    ] {
+        assert_eq!(
+            bad.parse::<IceAttribute>(),
+            Err(SdpError::ControlCharacter),
+            "{bad:?}"
+        );
+    }
+    for bad in [
+        "candidate:1 1 udp 1 192.0.2.1 9 typ host x y\r ",
+        "candidate:1 1 udp 1 192.0.2.1 9 typ host x \u{0}y",
+    ] {
+        assert_eq!(
+            bad.parse::<CandidateLine>(),
+            Err(SdpError::ControlCharacter),
+            "{bad:?}"
+        );
+    }
+    // A trailing CRLF is still fine.
+    assert!("a=ice-options:trickle\r\n".parse::<IceAttribute>().is_ok());
+    assert!(
+        "candidate:1 1 udp 1 192.0.2.1 9 typ host\r\n"
+            .parse::<CandidateLine>()
+            .is_ok()
+    );
+}

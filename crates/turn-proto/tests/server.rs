@@ -1483,6 +1483,45 @@ fn loopback_can_be_allowed_explicitly() {
     );
 }
 
+/// The server's own listening address is never a peer (TURN over TURN, loops), even where
+/// the policy allows its IP; another allocation's relayed address on the same IP is.
+#[test]
+fn the_servers_own_listening_address_is_not_a_peer() {
+    let mut h = Harness::new(config());
+    let mut alice = Client::alice();
+    let mut bob = Client::new("198.51.100.11:40000", "bob", "bob-pw");
+    let relayed_a = h.allocate(&mut alice);
+    let relayed_b = h.allocate(&mut bob);
+    // 192.0.2.1 is both the listening and the relay IP; permissions are by IP.
+    assert_eq!(h.create_permission(&mut alice, relayed_b), None);
+    assert_eq!(h.channel_bind(&mut alice, 0x4001, listen()), Some(403));
+    assert_eq!(
+        h.input(
+            TransportProtocol::Udp,
+            alice.addr,
+            alice.server,
+            &send_indication(listen(), b"loop", &[])
+        ),
+        None,
+        "nothing relayed to the listening port"
+    );
+    assert_eq!(h.server.stats().drops.denied_peer, 1);
+    // Client to client on the same server still works.
+    let sent = h
+        .input(
+            TransportProtocol::Udp,
+            alice.addr,
+            alice.server,
+            &send_indication(relayed_b, b"hi bob", &[]),
+        )
+        .unwrap();
+    assert_eq!(
+        (sent.source, sent.destination, &sent.data[..]),
+        (relayed_a, relayed_b, &b"hi bob"[..])
+    );
+    assert_eq!(h.channel_bind(&mut alice, 0x4002, relayed_b), None);
+}
+
 // ---------------------------------------------------------------------------------------
 // The data path (RFC 8656 §9, §11, §12)
 // ---------------------------------------------------------------------------------------

@@ -167,10 +167,12 @@ impl Agent {
             .ok_or(AddCandidateError::UnknownStream)?;
         s.component(component)
             .ok_or(AddCandidateError::UnknownComponent)?;
-        let ip = address.ip();
-        // RFC 8445 §5.1.1.1: no loopback; unspecified and multicast addresses cannot be
-        // reached either.
-        if ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() || address.port() == 0 {
+        // RFC 8445 §5.1.1.1: no loopback (unless the configuration allows it); unspecified
+        // and multicast addresses cannot be reached either. An IPv4-mapped IPv6 address is
+        // judged as the IPv4 address it carries.
+        let ip = address.ip().to_canonical();
+        let loopback = ip.is_loopback() && !self.config.allow_loopback;
+        if loopback || ip.is_unspecified() || ip.is_multicast() || address.port() == 0 {
             return Err(AddCandidateError::UnusableAddress);
         }
         if s.local_eoc {

@@ -30,6 +30,11 @@ impl Agent {
                     continue;
                 }
                 let Some(best) = s.checklist.best_valid(component) else {
+                    // No valid pair (the one there was failed its nomination): the wait for
+                    // a better pair starts again with the next valid one.
+                    if let Some(c) = s.component_mut(component) {
+                        c.first_valid = None;
+                    }
                     continue;
                 };
                 let better_pending = s.checklist.pairs.iter().any(|p| {
@@ -80,10 +85,18 @@ impl Agent {
         if self.config.lite || self.role != Role::Controlling {
             return None;
         }
+        // Only components that have a valid pair to nominate: a deadline for one whose valid
+        // pair has since failed would stay in the past and make drivers spin.
         self.streams
             .iter()
             .filter(|s| s.checklist.state == CheckListState::Running)
-            .flat_map(|s| s.components.iter())
+            .flat_map(|s| {
+                s.components
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| s.checklist.best_valid(*i as u16 + 1).is_some())
+                    .map(|(_, c)| c)
+            })
             .filter(|c| c.selected.is_none() && c.nominating.is_none())
             .filter_map(|c| c.first_valid)
             .map(|t| t + self.config.nomination_timeout)

@@ -580,7 +580,15 @@ impl Net {
         for i in 0..self.nodes.len() {
             match &mut self.nodes[i].machine {
                 Machine::Agent(a) if a.poll_timeout().is_some_and(|t| t <= now) => {
-                    a.handle_timeout(now)
+                    a.handle_timeout(now);
+                    // The Sans-IO contract: after handle_timeout(now) the next timeout is later
+                    // than now (or none), else a driver's loop would spin.
+                    if let Some(t) = a.poll_timeout() {
+                        assert!(
+                            t > now,
+                            "poll_timeout {t:?} not after now {now:?} following handle_timeout"
+                        );
+                    }
                 }
                 Machine::Set(s) if s.poll_timeout().is_some_and(|t| t <= now) => {
                     s.handle_timeout(now)

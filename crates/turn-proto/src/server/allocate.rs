@@ -280,6 +280,7 @@ impl Server {
             _ => now + self.config.relay_bind_timeout.as_millis() as Millis,
         };
         let relays = chosen.relays.map(|r| r.map(|addr| Relay { addr, expires }));
+        self.learn_listening_address(tuple.server);
         let id = self.table.insert(Allocation {
             five_tuple: tuple,
             relays,

@@ -53,7 +53,9 @@ use nonce::NonceSigner;
 use ports::PortPool;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
+use smallvec::SmallVec;
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use stun_proto::credentials::SecurityFeatures;
 use stun_proto::server::{BindingServer, BindingServerConfig};
@@ -234,7 +236,13 @@ pub struct Server {
     stats: ServerStats,
     /// Reused for Data indications and ChannelData that cannot be built in place.
     scratch: Vec<u8>,
+    /// The server's own listening addresses, learnt from the 5-tuples of its allocations
+    /// (a handful; bounded): never a peer.
+    listening: SmallVec<[SocketAddr; 4]>,
 }
+
+/// At most this many listening addresses are remembered for the self-relay check.
+const MAX_LISTENING: usize = 64;
 
 impl core::fmt::Debug for Server {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -293,6 +301,7 @@ impl Server {
             events: VecDeque::new(),
             stats: ServerStats::default(),
             scratch: Vec::new(),
+            listening: SmallVec::new(),
         })
     }
 
@@ -418,4 +427,27 @@ impl Server {
             .checked_add(Duration::from_millis(at))
             .unwrap_or(self.start)
     }
+}
+
+impl Server {
+    /// Remembers a listening address of the server (the local side of a 5-tuple).
+    fn learn_listening_address(&mut self, local: SocketAddr) {
+        let local = canonical(local);
+        if !self.listening.contains(&local) && self.listening.len() < MAX_LISTENING {
+            self.listening.push(local);
+        }
+    }
+
+    /// True if `peer` is one of the server's own listening addresses. Relaying there would
+    /// feed the server its own traffic (TURN over TURN, loops), so it is refused whatever
+    /// the peer policy allows; other ports on the same IP (another allocation's relayed
+    /// address, a test peer on loopback) stay ordinary peers.
+    pub(super) fn is_own_listening_address(&self, peer: SocketAddr) -> bool {
+        self.listening.contains(&canonical(peer))
+    }
+}
+
+/// An address with an IPv4-mapped IPv6 IP written as IPv4, for comparisons.
+fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
 }

@@ -108,7 +108,9 @@ impl Server {
             drops.family_mismatch += 1;
             return ServerOutput::Handled;
         };
-        if !self.config.peer_policy.allows(peer.ip()) {
+        // (The listening set is read as a field: `drops` borrows the stats.)
+        let own = self.listening.contains(&super::canonical(peer));
+        if !self.config.peer_policy.allows(peer.ip()) || own {
             drops.denied_peer += 1;
             return ServerOutput::Handled;
         }

@@ -151,6 +151,10 @@ impl Server {
         if let Err(code) = self.check_peers(alloc, now, &[peer.ip()]) {
             return Answer::Error(code);
         }
+        if self.is_own_listening_address(peer) {
+            tracing::debug!(%peer, "channel to the server's own address refused");
+            return Answer::Error(403);
+        }
         let quotas = &self.config.quotas;
         let new_channel = alloc.channel_by_number(number, now).is_none();
         let new_permission = !alloc.has_permission(peer.ip(), now);
