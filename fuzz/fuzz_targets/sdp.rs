@@ -1,0 +1,3 @@
+#![no_main]
+// The body is in the library, shared with the corpus replay test: fuzz/src/sdp.rs.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| floe_fuzz::sdp::run(data));

@@ -1,0 +1,3 @@
+#![no_main]
+// The body is in the library, shared with the corpus replay test: fuzz/src/turn_client.rs.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| floe_fuzz::turn_client::run(data));
