@@ -5,10 +5,10 @@
 //! cargo run -p floe-tests --example matrix -- --stdout # print it instead
 //! ```
 
-use floe_tests::sim::{run_all, simulation_md};
+use floe_tests::sim::{run_all, run_tcp_all, simulation_md};
 
 fn main() -> std::io::Result<()> {
-    let text = simulation_md(&run_all());
+    let text = simulation_md(&run_all(), &run_tcp_all());
     if std::env::args().any(|a| a == "--stdout") {
         print!("{text}");
         return Ok(());

@@ -12,11 +12,15 @@
 //! | what | IPv4 | IPv6 |
 //! |---|---|---|
 //! | STUN server | `192.0.2.1:3478` | `[2001:db8::1]:3478` |
-//! | TURN server (listens on 3478, relays on 49152–65535 of the same IP) | `192.0.2.2` | `2001:db8::2` |
+//! | TURN server (listens on UDP and TCP 3478 and "TLS" 5349, relays on 49152–65535 of the same IP) | `192.0.2.2` | `2001:db8::2` |
 //! | agent A (controlling) behind its NAT / without NAT | `192.168.1.10:5000` / `198.51.100.10:5000` | `[2001:db8:a::10]:5000` |
 //! | A's NAT, outside | `198.51.100.1` | |
 //! | agent B (controlled) behind its NAT / without NAT | `10.0.0.10:6000` / `203.0.113.10:6000` | `[2001:db8:b::10]:6000` |
 //! | B's NAT, outside | `203.0.113.1` | |
+//!
+//! ICE-TCP host candidates ([`SideSpec::ice_tcp`]) take the agent's IPv4 address with the
+//! port after its UDP port: passive 5001 / 6001, active 5002 / 6002 (signalled as port 9),
+//! simultaneous-open 5003 / 6003.
 //!
 //! # Links
 //!
@@ -33,11 +37,13 @@ use std::time::{Duration, Instant};
 use drivers::sim::{AgentNode, StunServerNode, TurnServerNode};
 use ice_core::{
     AgentConfig, Candidate, CandidateType, ConnectionState, Credentials, Event, Role, StreamId,
-    TransportProtocol, TurnServer,
+    TcpType, TransportProtocol, TurnServer,
 };
-use netsim::{CaptureId, CaptureSink, HostId, LinkConfig, NatConfig, NatId, NodeId, RealmId, Sim};
+use netsim::{
+    CaptureId, CaptureSink, HostId, LinkConfig, NatConfig, NatId, NodeId, RealmId, Sim, Transport,
+};
 use stun_proto::server::{BindingServer, BindingServerConfig};
-use turn_proto::server::{RelayBinding, RelayRange, ServerConfig};
+use turn_proto::server::{RelayBinding, RelayRange, ServerConfig, ServerEvent};
 
 /// The TURN user every agent authenticates as.
 pub const TURN_USER: &str = "floe";
@@ -45,6 +51,13 @@ pub const TURN_USER: &str = "floe";
 pub const TURN_PASSWORD: &str = "simulated-password";
 /// The realm of the TURN server.
 pub const TURN_REALM: &str = "floe.sim";
+/// The TURN server's TCP port (also its UDP port).
+pub const TURN_TCP_PORT: u16 = 3478;
+/// The TURN server's "TLS" port (RFC 8656 §3.1: 5349 for TURN over TLS). netsim carries it
+/// as TCP with plaintext: the TLS layer is a real driver's job.
+pub const TURN_TLS_PORT: u16 = 5349;
+/// The name agents know the TLS TURN server by (sent as SNI by a real driver).
+pub const TURN_TLS_NAME: &str = "turn.floe.sim";
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("a literal IP address")
@@ -317,6 +330,32 @@ pub struct Spec {
     pub signal_delay: Duration,
     /// Lifetime of NAT mappings (RFC 4787 REQ-5: at least 2 minutes).
     pub mapping_lifetime: Duration,
+    /// What each agent (A, B) has beyond its UDP host candidates.
+    pub sides: [SideSpec; 2],
+}
+
+/// One agent's network and candidates beyond the defaults of the matrix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SideSpec {
+    /// Its NAT's firewall drops all UDP (`Firewall::open().block(Transport::Udp)`), as some
+    /// corporate networks do: only TCP gets out. Needs a NAT.
+    pub udp_blocked: bool,
+    /// The transports it reaches the TURN server over, one TURN server entry each (TCP to
+    /// port 3478, TLS to port 5349): the relayed candidates are UDP in every case.
+    pub turn: Vec<TransportProtocol>,
+    /// ICE-TCP host candidates (RFC 6544) of these types, on its IPv4 address.
+    pub ice_tcp: Vec<TcpType>,
+}
+
+impl Default for SideSpec {
+    /// UDP through the firewall, TURN over UDP, no TCP candidates: the matrix.
+    fn default() -> Self {
+        SideSpec {
+            udp_blocked: false,
+            turn: vec![TransportProtocol::Udp],
+            ice_tcp: Vec::new(),
+        }
+    }
 }
 
 impl Spec {
@@ -328,7 +367,14 @@ impl Spec {
             seed,
             signal_delay: Duration::from_millis(50),
             mapping_lifetime: Duration::from_secs(120),
+            sides: [SideSpec::default(), SideSpec::default()],
         }
+    }
+
+    /// The same with side `i` (0: A, 1: B) as given.
+    pub fn with_side(mut self, i: usize, side: SideSpec) -> Spec {
+        self.sides[i] = side;
+        self
     }
 
     /// Another stack, same defaults.
@@ -491,8 +537,12 @@ impl Call {
         config.relays = turn_ips.iter().map(|i| RelayRange::dynamic(*i)).collect();
         config.relay_binding = RelayBinding::Driver; // the adapter confirms every bind
         config.add_user(TURN_USER, TURN_PASSWORD);
+        let tls_sockets: Vec<SocketAddr> =
+            turn_ips.iter().map(|i| sock(*i, TURN_TLS_PORT)).collect();
         let server = TurnServerNode::new(config, &turn_sockets, derive_seed(spec.seed, 1), start)
-            .expect("TURN configuration");
+            .expect("TURN configuration")
+            .with_tcp(&turn_sockets)
+            .with_tls(&tls_sockets);
         let turn = server.add_to(&mut sim, turn_host).expect("TURN sockets");
 
         let (nat_a, nat_b) = spec.stack.nats();
@@ -516,8 +566,8 @@ impl Call {
             v6: "2001:db8:b::10",
             port: 6000,
         };
-        let a = plan_a.build(&mut sim, &spec, &stun_sockets, &turn_sockets, 2);
-        let b = plan_b.build(&mut sim, &spec, &stun_sockets, &turn_sockets, 3);
+        let a = plan_a.build(&mut sim, &spec, 0, &stun_sockets, &turn_ips, 2);
+        let b = plan_b.build(&mut sim, &spec, 1, &stun_sockets, &turn_ips, 3);
 
         let mut call = Call {
             sim,
@@ -707,6 +757,19 @@ impl Call {
     /// for the last ones. Returns how many distinct messages arrived each way, and how many
     /// came from another address than the receiver's selected remote candidate.
     pub fn exchange(&mut self, tag: &str, count: usize, interval: Duration) -> Exchange {
+        let tail = self.spec.profile.rtt * 2 + Duration::from_millis(200);
+        self.exchange_with_tail(tag, count, interval, tail)
+    }
+
+    /// [`exchange`](Self::exchange), waiting `tail` after the last message (over TCP a lost
+    /// segment holds everything behind it until its retransmission).
+    pub fn exchange_with_tail(
+        &mut self,
+        tag: &str,
+        count: usize,
+        interval: Duration,
+        tail: Duration,
+    ) -> Exchange {
         let turn_before = self.sim.node(self.turn).server().stats();
         let mut sent = [0usize; 2];
         for n in 0..count {
@@ -721,7 +784,7 @@ impl Call {
             }
             self.run_for(interval);
         }
-        self.run_for(self.spec.profile.rtt * 2 + Duration::from_millis(200));
+        self.run_for(tail);
         let mut off_path = 0;
         let received = [0, 1].map(|i| {
             let prefix = format!("{tag} {} #", self.side(1 - i).name);
@@ -780,6 +843,58 @@ impl Call {
     }
 }
 
+impl Call {
+    /// The transport between the TURN server and the client of the allocation that owns
+    /// `relayed`, as the server recorded it (`None`: no allocation has that address).
+    pub fn relay_transport(&self, relayed: SocketAddr) -> Option<TransportProtocol> {
+        self.sim
+            .node(self.turn)
+            .events()
+            .find_map(|(_, e)| match e {
+                ServerEvent::AllocationCreated {
+                    five_tuple,
+                    relayed: addresses,
+                    ..
+                } if addresses.contains(&relayed) => Some(five_tuple.transport),
+                _ => None,
+            })
+    }
+
+    /// A candidate in a few words: `relay udp (TURN/TCP)`, `host tcp passive`, `srflx udp`.
+    pub fn describe(&self, c: &Candidate) -> String {
+        let kind = match c.kind {
+            CandidateType::Host => "host",
+            CandidateType::ServerReflexive => "srflx",
+            CandidateType::PeerReflexive => "prflx",
+            CandidateType::Relayed => {
+                let via = match self.relay_transport(c.address) {
+                    Some(TransportProtocol::Tcp) => "TURN/TCP",
+                    Some(TransportProtocol::Tls) => "TURN/TLS",
+                    Some(_) => "TURN/UDP",
+                    None => "TURN/?",
+                };
+                return format!("relay udp ({via})");
+            }
+        };
+        match c.tcp_type {
+            None => format!("{kind} udp"),
+            Some(TcpType::Active) => format!("{kind} tcp active"),
+            Some(TcpType::Passive) => format!("{kind} tcp passive"),
+            Some(TcpType::SimultaneousOpen) => format!("{kind} tcp so"),
+        }
+    }
+
+    /// Side `i`'s selected pair in a few words: `local → remote`.
+    pub fn selected_text(&self, i: usize) -> Option<String> {
+        let (local, remote) = self.selected(i)?;
+        Some(format!(
+            "{} → {}",
+            self.describe(&local),
+            self.describe(&remote)
+        ))
+    }
+}
+
 impl Side {
     fn agent_credentials(&self, sim: &Sim) -> Credentials {
         sim.node(self.node).agent().local_credentials().clone()
@@ -820,10 +935,12 @@ impl SidePlan {
         &self,
         sim: &mut Sim,
         spec: &Spec,
+        side: usize,
         stun: &[SocketAddr],
-        turn: &[SocketAddr],
+        turn: &[IpAddr],
         element: u64,
     ) -> Side {
+        let plan = &spec.sides[side];
         let link = spec.profile.access_link();
         let mut sockets = Vec::new();
         let mut nat = None;
@@ -831,6 +948,9 @@ impl SidePlan {
             let (realm, addr) = match self.nat.config() {
                 Some(mut config) => {
                     config.mapping_lifetime = spec.mapping_lifetime;
+                    if plan.udp_blocked {
+                        config.firewall = config.firewall.block(Transport::Udp);
+                    }
                     let id = sim.add_nat(
                         RealmId::INTERNET,
                         &[ip(self.nat_outside)],
@@ -840,7 +960,10 @@ impl SidePlan {
                     nat = Some(id);
                     (sim.nat(id).inside_realm(), ip(self.private))
                 }
-                None => (RealmId::INTERNET, ip(self.public)),
+                None => {
+                    assert!(!plan.udp_blocked, "{}: a firewall needs a NAT", self.name);
+                    (RealmId::INTERNET, ip(self.public))
+                }
             };
             sockets.push(sock(addr, self.port));
             let host = sim.add_host(realm, &[addr], link.clone());
@@ -856,20 +979,34 @@ impl SidePlan {
         // IPv6 first: RFC 8421 preferences follow the order host candidates are added.
         sockets.sort_by_key(|s| s.is_ipv4());
 
+        let mut turn_servers = Vec::new();
+        let mut turn_server_names = Vec::new();
+        for transport in &plan.turn {
+            for turn_ip in turn {
+                let port = match transport {
+                    TransportProtocol::Tls => TURN_TLS_PORT,
+                    _ => TURN_TCP_PORT,
+                };
+                let server = sock(*turn_ip, port);
+                if *transport == TransportProtocol::Tls {
+                    turn_server_names.push((server, TURN_TLS_NAME.to_string()));
+                }
+                turn_servers.push(TurnServer {
+                    server,
+                    transport: *transport,
+                    username: TURN_USER.into(),
+                    password: TURN_PASSWORD.into(),
+                });
+            }
+        }
         let config = AgentConfig {
             role: self.role,
             stun_servers: stun.to_vec(),
-            turn_servers: turn
-                .iter()
-                .map(|server| TurnServer {
-                    server: *server,
-                    transport: TransportProtocol::Udp,
-                    username: TURN_USER.into(),
-                    password: TURN_PASSWORD.into(),
-                })
-                .collect(),
+            turn_servers,
+            turn_server_names,
             ..AgentConfig::default()
         };
+        let tcp_ip = sockets.iter().find(|s| s.is_ipv4()).map(|s| s.ip());
         let now = sim.now();
         let agent = AgentNode::new(config, derive_seed(spec.seed, element), now);
         let node = sim.add_node(host, &sockets, agent).expect("agent sockets");
@@ -879,6 +1016,18 @@ impl SidePlan {
                 agent
                     .add_host_candidate(now, stream, 1, *s, TransportProtocol::Udp)
                     .expect("a host candidate");
+            }
+            for tcp_type in &plan.ice_tcp {
+                let ip = tcp_ip.expect("ICE-TCP candidates need an IPv4 address");
+                let offset = match tcp_type {
+                    TcpType::Passive => 1,
+                    TcpType::Active => 2,
+                    TcpType::SimultaneousOpen => 3,
+                };
+                let address = sock(ip, self.port + offset);
+                agent
+                    .add_tcp_host_candidate(now, stream, 1, address, *tcp_type)
+                    .expect("a TCP host candidate");
             }
             agent.finish_host_candidates(now);
             stream
@@ -1079,8 +1228,211 @@ pub fn run_all() -> Vec<(Profile, Vec<Cell>)> {
         .collect()
 }
 
-/// The text of `docs/SIMULATION.md` for these results.
-pub fn simulation_md(results: &[(Profile, Vec<Cell>)]) -> String {
+/// A scenario over TCP: TURN over TCP and TLS (RFC 8656 §3.1) and ICE-TCP (RFC 6544).
+///
+/// In each, A (controlling) is behind a port-restricted cone NAT and B (controlled) has a
+/// public address; both keep their UDP host candidate, the STUN server and a TURN server
+/// over UDP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TcpScenario {
+    /// A's firewall drops UDP; A also reaches the TURN server over TCP: A's relayed
+    /// candidate (allocated over TCP) to B's host candidate.
+    TurnOverTcp,
+    /// The same over "TLS" (port 5349).
+    TurnOverTls,
+    /// A's firewall drops UDP; A has an active ICE-TCP candidate and B a passive one: the
+    /// TCP host pair.
+    IceTcp,
+    /// Nothing blocked; both have TURN over UDP, TCP and TLS and active and passive ICE-TCP
+    /// candidates: a UDP pair still wins (TCP candidates and relays obtained over TCP rank
+    /// below UDP ones).
+    UdpAvailable,
+}
+
+impl TcpScenario {
+    /// Every scenario, in the order of `docs/SIMULATION.md`.
+    pub const ALL: [TcpScenario; 4] = [
+        TcpScenario::TurnOverTcp,
+        TcpScenario::TurnOverTls,
+        TcpScenario::IceTcp,
+        TcpScenario::UdpAvailable,
+    ];
+
+    /// A short description for tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            TcpScenario::TurnOverTcp => "A's UDP blocked, TURN over TCP",
+            TcpScenario::TurnOverTls => "A's UDP blocked, TURN over TLS",
+            TcpScenario::IceTcp => "A's UDP blocked, ICE-TCP active → passive",
+            TcpScenario::UdpAvailable => "UDP open, all of the above configured",
+        }
+    }
+
+    /// The scenario's spec on `profile`.
+    pub fn spec(self, profile: Profile, seed: u64) -> Spec {
+        use TransportProtocol::{Tcp, Tls, Udp};
+        let spec = Spec::v4(NatKind::PortRestricted, NatKind::None, profile, seed);
+        let blocked = |turn: Vec<TransportProtocol>, ice_tcp: Vec<TcpType>| SideSpec {
+            udp_blocked: true,
+            turn,
+            ice_tcp,
+        };
+        match self {
+            TcpScenario::TurnOverTcp => spec.with_side(0, blocked(vec![Udp, Tcp], vec![])),
+            TcpScenario::TurnOverTls => spec.with_side(0, blocked(vec![Udp, Tls], vec![])),
+            TcpScenario::IceTcp => spec
+                .with_side(0, blocked(vec![Udp], vec![TcpType::Active]))
+                .with_side(
+                    1,
+                    SideSpec {
+                        ice_tcp: vec![TcpType::Passive],
+                        ..SideSpec::default()
+                    },
+                ),
+            TcpScenario::UdpAvailable => {
+                let all = SideSpec {
+                    udp_blocked: false,
+                    turn: vec![Udp, Tcp, Tls],
+                    ice_tcp: vec![TcpType::Passive, TcpType::Active],
+                };
+                spec.with_side(0, all.clone()).with_side(1, all)
+            }
+        }
+    }
+}
+
+/// What a [`TcpScenario`] run gave.
+#[derive(Clone, Debug)]
+pub struct TcpOutcome {
+    /// The scenario.
+    pub scenario: TcpScenario,
+    /// The network profile's name.
+    pub profile: &'static str,
+    /// Virtual time until both agents were first `Connected` (a valid pair each: data can
+    /// flow), if they were.
+    pub usable_after: Option<Duration>,
+    /// Virtual time until both agents completed (a selected pair each), if they did.
+    pub connected_after: Option<Duration>,
+    /// The selected pair as A and as B see it ([`Call::selected_text`]).
+    pub selected: [Option<String>; 2],
+    /// The data exchanged after connecting.
+    pub exchange: Option<Exchange>,
+}
+
+/// How long [`run_tcp_scenario`] waits for the last messages.
+pub const TCP_TAIL: Duration = Duration::from_secs(10);
+
+/// Runs a TCP scenario: build, connect (at most 60 s), exchange [`MESSAGES`] messages each
+/// way and wait [`TCP_TAIL`] for the last ones. The call is returned for a closer look.
+pub fn run_tcp_scenario(scenario: TcpScenario, profile: &Profile, seed: u64) -> (Call, TcpOutcome) {
+    let mut call = Call::new(scenario.spec(profile.clone(), seed));
+    let connected_after = call.connect(Duration::from_secs(60));
+    let usable_after = (call.a.reached(ConnectionState::Connected))
+        .zip(call.b.reached(ConnectionState::Connected))
+        .map(|(a, b)| a.max(b));
+    let interval = Duration::from_millis(50);
+    let exchange =
+        connected_after.map(|_| call.exchange_with_tail("data", MESSAGES, interval, TCP_TAIL));
+    let outcome = TcpOutcome {
+        scenario,
+        profile: profile.name,
+        usable_after,
+        connected_after,
+        selected: [call.selected_text(0), call.selected_text(1)],
+        exchange,
+    };
+    (call, outcome)
+}
+
+/// The seed of the TCP scenarios in `docs/SIMULATION.md`.
+pub const TCP_SEED: u64 = 0x7C9;
+
+/// Every TCP scenario on the clean and the 10% loss profile, as `docs/SIMULATION.md` shows
+/// them; scenario `k` uses seed `derive_seed(TCP_SEED, k)`.
+pub fn run_tcp_all() -> Vec<TcpOutcome> {
+    let profiles = [Profile::clean(), Profile::matrix()[1].clone()];
+    let mut out = Vec::new();
+    for profile in &profiles {
+        for (k, scenario) in TcpScenario::ALL.into_iter().enumerate() {
+            let seed = derive_seed(TCP_SEED, k as u64);
+            out.push(run_tcp_scenario(scenario, profile, seed).1);
+        }
+    }
+    out
+}
+
+fn tcp_section(outcomes: &[TcpOutcome]) -> String {
+    let mut out = String::from(TCP_INTRO);
+    out.push_str(
+        "\n| scenario | network | selected pair (A → B, as A sees it) | both `connected` (virtual ms) | both `completed` (virtual ms) | delivered |\n",
+    );
+    out.push_str("|---|---|---|---|---|---|\n");
+    for o in outcomes {
+        let delivered = o.exchange.map_or_else(
+            || "—".to_string(),
+            |e| {
+                format!(
+                    "{}/{} · {}/{}",
+                    e.received_by_b, e.sent_by_a, e.received_by_a, e.sent_by_b
+                )
+            },
+        );
+        let ms =
+            |t: Option<Duration>| t.map_or_else(|| "—".to_string(), |t| t.as_millis().to_string());
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            o.scenario.label(),
+            o.profile,
+            o.selected[0].as_deref().unwrap_or("—"),
+            ms(o.usable_after),
+            o.connected_after
+                .map_or_else(|| "—".to_string(), |t| t.as_millis().to_string()),
+            delivered
+        ));
+    }
+    out.push_str(TCP_OUTRO);
+    out
+}
+
+const TCP_OUTRO: &str = "
+Also in `tcp.rs`: an agent that closes has its ICE-TCP and TURN connections closed with a
+FIN, and the peer loses consent at once (the TURN server deletes the allocation: RFC 8656
+§3.1); an RFC 6062 TCP allocation made over TCP from behind the UDP-blocking NAT connects to
+a TCP peer through the relay and accepts a peer's connection (its early bytes wait for the
+bridge), and closing one half of a bridge closes the other; a simultaneous-open candidate
+takes the peer's connection when its SYN comes first; and the same seed gives
+byte-identical pcaps of a lossy call over TURN/TCP, TURN/TLS and ICE-TCP (another seed,
+other bytes).
+";
+
+const TCP_INTRO: &str = "
+## TCP
+
+Where UDP is blocked, TURN over TCP or TLS (RFC 8656 §3.1) and ICE-TCP (RFC 6544) still get
+through (tests in `tests/tests/simulation/tcp.rs`). netsim carries real TCP segments through
+the same links and NATs (RFC 5382 behaviour; a handshake is one round trip, loss costs
+retransmission time, never bytes), and the adapters frame the byte streams as a driver
+does: STUN and ChannelData to and from TURN servers, RFC 4571 on ICE-TCP connections. TLS
+is simulated as TCP carrying plaintext (the handshake and the certificate check are a real
+driver's job; the cores see plaintext either way), on port 5349.
+
+A (controlling) is behind a port-restricted cone NAT whose firewall, in the first three
+scenarios, drops all UDP; B (controlled) has a public address. Both keep their UDP host
+candidate, the STUN server and the TURN server over UDP, which A cannot reach: the UDP
+gathering times out in the background while the TCP paths connect. Times are from the
+start: until both agents are `Connected` (a valid pair each, data can flow), and until both
+are `Completed`, as in the matrix. With UDP blocked, A's UDP pairs are still in progress
+when the TCP path is valid, so A waits the 1 s nomination timeout for a better pair before
+it nominates. *Delivered* counts the 20 messages each way sent after that, waiting 10 s for
+the last: over TCP a lost segment holds back everything behind it until its retransmission
+(on the lossy profile, seconds: 300 ms RTT and a backed-off retransmission timeout), but
+nothing is lost; on the relayed paths, the relay's UDP leg to B can lose messages. On the
+ICE-TCP path A's side shows as `prflx`: B's response reported A's NAT mapping of the
+connection, which A records as a local peer-reflexive candidate (RFC 8445 §7.2.5.3.1).
+";
+
+/// The text of `docs/SIMULATION.md` for the matrix `results` and the `tcp` scenarios.
+pub fn simulation_md(results: &[(Profile, Vec<Cell>)], tcp: &[TcpOutcome]) -> String {
     let mut out = String::from(SIMULATION_INTRO);
     out.push_str("\n## Expected path per cell (RFC 4787)\n\n");
     out.push_str(
@@ -1149,6 +1501,7 @@ pub fn simulation_md(results: &[(Profile, Vec<Cell>)]) -> String {
         }
     }
     out.push_str(SIMULATION_OUTRO);
+    out.push_str(&tcp_section(tcp));
     out
 }
 
@@ -1160,7 +1513,8 @@ floe's state machines are Sans-IO, so they run unchanged inside `netsim`, a dete
 simulated network, in virtual time: the STUN Binding server, the TURN server, and two ICE
 agents that gather host, server-reflexive and relayed candidates, trickle them to each other
 and connect. This page is the end-to-end matrix: every pair of NAT types, on a clean and on
-two bad networks, with the path RFC 4787 predicts and the path the agents selected.
+two bad networks, with the path RFC 4787 predicts and the path the agents selected; and,
+at the end, the scenarios over TCP (TURN over TCP and TLS, ICE-TCP) where UDP is blocked.
 
 Rerun it with
 
@@ -1180,17 +1534,20 @@ fails when this file no longer matches what the code does.
   jitter, loss, duplication, reordering) and NATs that implement RFC 4787's mapping
   (endpoint-independent, address-dependent, address-and-port-dependent) and filtering
   behaviours, port preservation or random ports, hairpinning and mapping timeouts (2 minutes,
-  refreshed by outbound traffic). It knows nothing about STUN, TURN or ICE.
+  refreshed by outbound traffic). It also carries TCP (see [TCP](#tcp)). It knows nothing
+  about STUN, TURN or ICE.
 * **Adapters** (`floe_drivers::sim`, feature `netsim` of `floe-drivers`) make each machine a
   netsim node, as any driver would: `StunServerNode` (`BindingServer`), `TurnServerNode`
   (`turn_proto::server::Server`, owning every port of its relay address and confirming relay
-  binds), `AgentNode` (`ice_core::Agent`) and `TurnClientNode`.
+  binds; TCP and TLS listeners), `AgentNode` (`ice_core::Agent`; ICE-TCP connections and
+  connections to TURN servers) and `TurnClientNode`.
 * **Scenarios** (`tests/src/sim.rs`): a STUN server (192.0.2.1:3478) and a TURN server
-  (192.0.2.2:3478, relays on the same IP) on the internet; agent A (controlling) at
-  198.51.100.10 or behind a NAT at 198.51.100.1 (inside 192.168.1.10); agent B (controlled)
-  at 203.0.113.10 or behind a NAT at 203.0.113.1 (inside 10.0.0.10). NATs are netsim's
-  presets: full cone = EIM + EIF, restricted cone = EIM + ADF, port-restricted cone = EIM +
-  APDF, symmetric = APDM + APDF with random ports and no hairpinning; cones preserve ports.
+  (192.0.2.2: UDP and TCP 3478, TLS 5349; relays on the same IP) on the internet; agent A
+  (controlling) at 198.51.100.10 or behind a NAT at 198.51.100.1 (inside 192.168.1.10);
+  agent B (controlled) at 203.0.113.10 or behind a NAT at 203.0.113.1 (inside 10.0.0.10).
+  NATs are netsim's presets: full cone = EIM + EIF, restricted cone = EIM + ADF,
+  port-restricted cone = EIM + APDF, symmetric = APDM + APDF with random ports and no
+  hairpinning; cones preserve ports.
   Each agent has one host candidate, the STUN server and the TURN server, and ice-core's
   defaults (Ta 50 ms, nomination after at most 1 s of waiting for a better pair, consent
   every 5 s). The test is the signalling channel: credentials, then trickled candidates and
@@ -1223,17 +1580,17 @@ the relay in any cell of the lossy profiles, and nothing but the prediction on t
   on the same port.
 * **Relay fallback after a NAT reboot** (`recovery.rs`): a direct call whose NAT reboots into
   symmetric behaviour a minute in recovers through the TURN relay with an ICE restart. Fifteen
-  minutes in it does not yet (the test is ignored): the relayed candidate that was never used
-  lost its allocation behind its symmetric NAT, and the agent announces it again without
-  allocating anew.
+  minutes in too: an allocation bound to a 5-tuple the reboot erased gets 437 on its next
+  request and expires, and the agent retires that relayed candidate and allocates again from
+  the same host candidate before the restart.
 * **Long run** (`long_run.rs`): two hours of virtual time on a relayed call and on a direct
   one, data every second: TURN allocation, permission and channel refreshes and consent keep
   it alive, and nothing grows — pairs, candidates, TURN allocations, permissions, channels and
   cached responses, NAT mappings, drops.
 * **IPv6** (`ip.rs`): IPv6-only hosts connect host to host; dual-stack hosts (IPv4 behind
   NATs, public IPv6) select the IPv6 host pair (RFC 8421 puts IPv6 first). IPv6-only hosts get
-  no relayed candidate from an IPv6-only TURN server yet (the test is ignored): the agent's
-  TURN clients ask for an IPv4 relayed address.
+  IPv6 relayed candidates from an IPv6-only TURN server (REQUESTED-ADDRESS-FAMILY, RFC 8656
+  §7.1).
 * **Determinism** (`determinism.rs`): the same seed gives byte-identical pcap captures of a
   whole scenario; another seed gives different ones.
 ";

@@ -178,7 +178,13 @@ impl<M: Machine> Runner<M> {
                 .flatten()
                 .min();
             if wake.is_some_and(|w| w <= now) {
+                let due = self.machine.poll_timeout();
                 self.machine.handle_timeout(now);
+                // A machine whose deadline does not move after handle_timeout would make this
+                // loop spin; floe's machines never do, but a driver should not trust that.
+                if due.is_some() && self.machine.poll_timeout() == due {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
                 continue;
             }
             // Wake at least every READ_POLL to notice stop requests.

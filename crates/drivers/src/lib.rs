@@ -9,12 +9,16 @@
 //! * [`Machine`] is the one trait every floe state machine is driven through.
 //! * [`blocking::Runner`] drives a machine on std threads over any number of UDP sockets.
 //! * [`stun`] has ready-made STUN helpers: query a server, discover NAT behaviour, serve.
+//! * [`ice`] runs ICE agents: host candidates on the machine's interfaces, a blocking and a
+//!   tokio flavour with an SDP-line signalling API.
 //! * [`turn`] drives a TURN client: a [`Machine`] wrapper and a blocking [`turn::Session`].
+//! * [`turn_server`] runs a TURN server: worker threads with mio, batched I/O and GSO.
 //! * `sim` (feature `netsim`): floe's state machines as netsim nodes, for simulation tests.
 //! * [`net`] binds sockets (with `SO_REUSEPORT` where asked) and lists host addresses.
 #![allow(clippy::disallowed_methods)] // drivers are where the clock and OS randomness live
 
 pub mod blocking;
+pub mod ice;
 mod machine;
 pub mod net;
 pub mod os;
@@ -22,5 +26,6 @@ pub mod os;
 pub mod sim;
 pub mod stun;
 pub mod turn;
+pub mod turn_server;
 
 pub use machine::Machine;

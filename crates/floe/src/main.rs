@@ -3,6 +3,7 @@
 #![allow(unreachable_pub)] // a binary: `pub` marks what other modules use
 
 mod demo;
+mod ice;
 mod nat;
 mod resolve;
 mod server;
@@ -28,16 +29,21 @@ enum Command {
     Stun(stun::Args),
     /// Classify the NAT in front of this host (RFC 5780).
     Nat(nat::Args),
-    /// Run a STUN server.
-    Server(server::Args),
+    /// Run a STUN and TURN server.
+    Server(Box<server::Args>),
+    /// An ICE peer signalling with SDP lines on stdin and stdout.
+    Ice(ice::Args),
     /// Show floe working end to end on loopback.
     Demo(demo::Args),
 }
 
-fn init_logging(verbose: u8) {
-    let level = match verbose {
-        0 => "warn",
-        1 => "debug",
+/// Logs to stderr at `warn` (`-v` debug, `-vv` trace); `RUST_LOG` overrides. The server
+/// also logs allocations (info) by default.
+fn init_logging(verbose: u8, server: bool) {
+    let level = match (verbose, server) {
+        (0, true) => "warn,floe_drivers::turn_server=info",
+        (0, false) => "warn",
+        (1, _) => "debug",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -50,11 +56,12 @@ fn init_logging(verbose: u8) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, matches!(cli.command, Command::Server(_)));
     let result = match cli.command {
         Command::Stun(args) => stun::run(args),
         Command::Nat(args) => nat::run(args),
-        Command::Server(args) => server::run(args),
+        Command::Server(args) => server::run(*args),
+        Command::Ice(args) => ice::run(args),
         Command::Demo(args) => demo::run(args),
     };
     match result {

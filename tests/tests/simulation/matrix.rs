@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use floe_tests::sim::{
     Cell, MATRIX_SEED, MESSAGES, NatKind, PathType, Profile, cells, derive_seed, predicted,
-    run_all, run_cell, run_matrix, simulation_md,
+    run_all, run_cell, run_matrix, run_tcp_all, simulation_md,
 };
 
 /// Everything wrong with a cell, empty when it is right.
@@ -167,7 +167,7 @@ fn thirty_percent_loss_every_cell_connects() {
 fn simulation_md_is_up_to_date() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/SIMULATION.md");
     let committed = std::fs::read_to_string(path).unwrap_or_default();
-    let generated = simulation_md(&run_all());
+    let generated = simulation_md(&run_all(), &run_tcp_all());
     assert!(
         committed == generated,
         "docs/SIMULATION.md is out of date: run `cargo run -p floe-tests --example matrix`"

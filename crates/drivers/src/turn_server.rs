@@ -1,0 +1,390 @@
+//! A TURN server (RFC 8656) on std threads: [`spawn`] it with [`TurnServerOptions`], get a
+//! [`TurnServerHandle`] back.
+//!
+//! # How it runs
+//!
+//! * **Workers.** `workers` threads (default 1), each with its own
+//!   [`turn_proto::server::Server`] (seeded from the OS), its own mio poll and its own
+//!   sockets. Nothing is shared on the data path: no locks, no channels.
+//! * **Listeners.** Every worker binds every listening address with `SO_REUSEPORT`, and the
+//!   kernel spreads clients over the workers by hashing the 4-tuple. A client's 4-tuple
+//!   always lands on the same worker, so its nonce, its allocation and its channels are all
+//!   in one place.
+//! * **Relay ports.** Each relay range is cut into `workers` disjoint ranges, one per worker:
+//!   relay sockets never collide, and a peer's datagram to a relayed address reaches the
+//!   worker that owns the allocation. A worker binds a relay socket when its core asks
+//!   ([`ServerEvent::BindRelay`](turn_proto::server::ServerEvent::BindRelay)) and reports
+//!   the outcome; a failed bind (the port is taken) gets the client a 508, and the core
+//!   keeps the port out of its pool for a while. Sockets close on `ReleaseRelay`.
+//! * **I/O.** quinn-udp: batched receive (`recvmmsg`, up to 32 buffers) with GRO, the
+//!   destination IP of datagrams to wildcard listeners (`IP_PKTINFO`), and GSO sends
+//!   (`UDP_SEGMENT`): relay outputs with the same socket, destination and ECN leave in one
+//!   `sendmsg`. Where the kernel has no GSO, each datagram is sent on its own.
+//! * **The hot path.** Datagrams are received 4 bytes into reused buffers, so the core writes
+//!   a ChannelData header in place; the payload is copied once, into the send batch. No
+//!   allocation; the only lookups are the core's one and an index into the worker's flat
+//!   array of relay sockets.
+//! * **IP header fields** (RFC 8656 §14). ECN is copied from the datagram that carried the
+//!   data (the preferred behaviour). quinn-udp sets "do not fragment" on every socket
+//!   (`IP_PMTUDISC_PROBE`, `IPV6_DONTFRAG`), so DONT-FRAGMENT is honoured
+//!   ([`ServerConfig::dont_fragment`] stays as given); the DF bit is also set on datagrams
+//!   that did not ask for it. DSCP and TTL are not carried over.
+//! * **Timers and counters.** Each worker sleeps until its core's `poll_timeout`, runs
+//!   `handle_timeout`, and publishes its counters every `stats_interval` (and when it
+//!   stops); [`TurnServerHandle::stats`] sums them.
+//!
+//! Not here: TCP and TLS listeners (RFC 6062, RFC 8656 §3.1), ICMP relaying
+//! ([`Server::handle_icmp`](turn_proto::server::Server::handle_icmp) is not fed).
+//! RESERVATION-TOKEN works within a worker only: with several workers, the client that
+//! presents a token may be hashed to another worker, which does not know it (508).
+//!
+//! # Example
+//!
+//! ```
+//! use floe_drivers::turn::Session;
+//! use floe_drivers::turn_server::{TurnServerOptions, spawn};
+//! use std::time::Duration;
+//! use turn_proto::client::ClientConfig;
+//! use turn_proto::server::{RelayRange, ServerConfig};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = ServerConfig::new("example.org");
+//! config.add_user("alice", "wonderland");
+//! config.relays.push(RelayRange { ip: "127.0.0.1".parse()?, ports: 20000..=20999 });
+//! config.peer_policy.allow.push("127.0.0.0/8".parse()?); // loopback peers, for the example
+//! let server = spawn(TurnServerOptions::new(vec!["127.0.0.1:0".parse()?], config))?;
+//!
+//! let client = ClientConfig::new(server.local_addrs()[0], "127.0.0.1:0".parse()?, "alice", "wonderland");
+//! let session = Session::allocate(client, Duration::from_secs(5))?;
+//! assert_eq!(session.relayed()[0].ip(), "127.0.0.1".parse::<std::net::IpAddr>()?);
+//! session.delete(Duration::from_secs(5))?;
+//!
+//! let stats = server.stop()?;
+//! assert_eq!(stats.core.success_responses, 2); // Allocate, Refresh
+//! # Ok(())
+//! # }
+//! ```
+
+mod batch;
+mod sockets;
+mod stats;
+mod worker;
+
+pub use stats::{IoStats, TurnServerStats};
+
+use crate::net::bind_udp;
+use crate::os;
+use mio::{Poll, Waker};
+use sockets::{Socket, Sockets, WAKER};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use stun_proto::server::{BindingServer, BindingServerConfig};
+use turn_proto::server::{RelayBinding, RelayRange, Server, ServerConfig};
+use worker::{Shared, Worker};
+
+/// Kernel receive buffer asked for on listening sockets (the kernel caps it at
+/// `net.core.rmem_max`): room for bursts from many clients.
+const LISTEN_RECV_BUFFER: usize = 4 << 20;
+
+/// What to run: where to listen, how many workers, and the core's configuration.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct TurnServerOptions {
+    /// UDP addresses to listen on. Port 0 picks a free port (the same on every worker);
+    /// [`TurnServerHandle::local_addrs`] tells which. Listening ports must lie outside the
+    /// relay ranges.
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads (at least 1).
+    pub workers: usize,
+    /// The core's configuration, as a template: each worker gets a copy with its share of
+    /// every relay range (so each range needs at least `workers` ports), the Unix time at
+    /// start, and [`RelayBinding::Driver`]. Relay IPs must be specific addresses.
+    pub config: ServerConfig,
+    /// Answer Binding requests on the listeners with a separate stun-proto
+    /// [`BindingServer`] with this configuration instead of the TURN core. For RFC 5780
+    /// set `alternate` and listen on all four address and port combinations.
+    pub stun: Option<BindingServerConfig>,
+    /// How often each worker publishes its counters for [`TurnServerHandle::stats`].
+    pub stats_interval: Duration,
+}
+
+impl TurnServerOptions {
+    /// One worker on `listen` with `config`; counters published every second.
+    pub fn new(listen: Vec<SocketAddr>, config: ServerConfig) -> TurnServerOptions {
+        TurnServerOptions {
+            listen,
+            workers: 1,
+            config,
+            stun: None,
+            stats_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A running server. Dropping it stops the server too (without reporting errors).
+#[derive(Debug)]
+pub struct TurnServerHandle {
+    addrs: Vec<SocketAddr>,
+    shared: Arc<Shared>,
+    wakers: Vec<Waker>,
+    threads: Vec<JoinHandle<io::Result<()>>>,
+}
+
+impl TurnServerHandle {
+    /// The listening addresses, with the ports the OS chose for port 0.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// The number of workers.
+    pub fn workers(&self) -> usize {
+        self.shared.stats.len()
+    }
+
+    /// The counters summed over the workers, as last published (at most
+    /// [`stats_interval`](TurnServerOptions::stats_interval) old).
+    pub fn stats(&self) -> TurnServerStats {
+        let mut sum = TurnServerStats::default();
+        for s in self.worker_stats() {
+            sum.add(&s);
+        }
+        sum
+    }
+
+    /// Each worker's counters, as last published.
+    pub fn worker_stats(&self) -> Vec<TurnServerStats> {
+        self.shared
+            .stats
+            .iter()
+            .map(|s| s.lock().map(|s| *s).unwrap_or_default())
+            .collect()
+    }
+
+    /// False once a worker has stopped (after [`stop`](Self::stop), or a fatal poll error).
+    pub fn is_running(&self) -> bool {
+        self.threads.iter().all(|t| !t.is_finished())
+    }
+
+    /// Stops the workers, waits for them, and returns the final counters. Fails if a
+    /// worker failed (its error is returned) or panicked.
+    pub fn stop(mut self) -> io::Result<TurnServerStats> {
+        self.shutdown()?;
+        Ok(self.stats())
+    }
+
+    fn shutdown(&mut self) -> io::Result<()> {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+        let mut result = Ok(());
+        for t in self.threads.drain(..) {
+            let r = t
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("TURN worker panicked")));
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    }
+}
+
+impl Drop for TurnServerHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, message)
+}
+
+/// Binds the listening sockets, starts the workers, and returns once they run. Fails if a
+/// listening address cannot be bound or the configuration is refused (by the core, or
+/// because a listening port lies in a relay range or a range is too small to split).
+pub fn spawn(options: TurnServerOptions) -> io::Result<TurnServerHandle> {
+    let TurnServerOptions {
+        listen,
+        workers,
+        config,
+        stun,
+        stats_interval,
+    } = options;
+    let workers = workers.max(1);
+    if listen.is_empty() {
+        return Err(invalid("no listening address".into()));
+    }
+    let shares = split_relays(&config.relays, workers)?;
+    // Before binding, for a clear error; after, for the ports the OS chose.
+    check_listeners_outside_relays(&listen, &config.relays)?;
+    let (addrs, mut listeners) = bind_listeners(&listen, workers)?;
+    check_listeners_outside_relays(&addrs, &config.relays)?;
+    let mut handle = TurnServerHandle {
+        addrs,
+        shared: Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            stats: (0..workers).map(|_| Mutex::default()).collect(),
+        }),
+        wakers: Vec::new(),
+        threads: Vec::new(),
+    };
+    // quinn-udp sets "do not fragment" where the platform can; where it cannot,
+    // DONT-FRAGMENT cannot be honoured and the core must refuse it (RFC 8656 §7.2 step 4).
+    let may_fragment = listeners[0].first().is_some_and(Socket::may_fragment);
+    for (index, share) in shares.into_iter().enumerate() {
+        let mut config = config.clone();
+        config.relays = share;
+        config.relay_binding = RelayBinding::Driver;
+        config.dont_fragment &= !may_fragment;
+        config.unix_time_at_start = os::unix_time();
+        let server = Server::new(config.clone(), os::seed()?, os::now())
+            .map_err(|e| invalid(format!("TURN configuration: {e}")))?;
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let mut sockets = Sockets::new(std::mem::take(&mut listeners[index]), &config.relays);
+        sockets.register_listeners(poll.registry())?;
+        let worker = Worker::new(
+            index,
+            server,
+            stun.clone().map(BindingServer::new),
+            poll,
+            sockets,
+            handle.shared.clone(),
+            stats_interval,
+        );
+        let thread = std::thread::Builder::new()
+            .name(format!("floe-turn-{index}"))
+            .spawn(move || worker.run())?;
+        handle.wakers.push(waker);
+        handle.threads.push(thread);
+    }
+    Ok(handle)
+}
+
+/// Binds every address once per worker with `SO_REUSEPORT`; port 0 becomes the port the
+/// first bind got. Returns the bound addresses and each worker's sockets.
+fn bind_listeners(
+    listen: &[SocketAddr],
+    workers: usize,
+) -> io::Result<(Vec<SocketAddr>, Vec<Vec<Socket>>)> {
+    let mut addrs = Vec::with_capacity(listen.len());
+    let mut per_worker: Vec<Vec<Socket>> = (0..workers).map(|_| Vec::new()).collect();
+    for &addr in listen {
+        let bind = |a: SocketAddr| {
+            bind_udp(a, true)
+                .and_then(Socket::new)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))
+        };
+        let first = bind(addr)?;
+        let actual = first.local();
+        first.set_recv_buffer(LISTEN_RECV_BUFFER);
+        per_worker[0].push(first);
+        for sockets in &mut per_worker[1..] {
+            let s = bind(actual)?;
+            s.set_recv_buffer(LISTEN_RECV_BUFFER);
+            sockets.push(s);
+        }
+        addrs.push(actual);
+    }
+    Ok((addrs, per_worker))
+}
+
+/// The core takes a datagram to an address inside a relay range for a peer's: a
+/// listening port there would be misread.
+fn check_listeners_outside_relays(addrs: &[SocketAddr], relays: &[RelayRange]) -> io::Result<()> {
+    for a in addrs {
+        let clash = relays.iter().find(|r| {
+            let same_ip =
+                a.ip() == r.ip || (a.ip().is_unspecified() && a.is_ipv4() == r.ip.is_ipv4());
+            same_ip && r.ports.contains(&a.port())
+        });
+        if let Some(r) = clash {
+            return Err(invalid(format!(
+                "listening address {a} lies inside the relay range {}:{}-{}",
+                r.ip,
+                r.ports.start(),
+                r.ports.end()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Cuts every relay range into `workers` contiguous, disjoint ranges of (nearly) equal
+/// size: worker `i` gets the `i`-th part of each.
+fn split_relays(relays: &[RelayRange], workers: usize) -> io::Result<Vec<Vec<RelayRange>>> {
+    let mut shares: Vec<Vec<RelayRange>> = (0..workers).map(|_| Vec::new()).collect();
+    for r in relays {
+        if r.ip.is_unspecified() {
+            return Err(invalid(format!(
+                "relay address {} is not a specific IP: clients must be told where to send",
+                r.ip
+            )));
+        }
+        let (start, end) = (usize::from(*r.ports.start()), usize::from(*r.ports.end()));
+        let len = (end + 1).saturating_sub(start);
+        if len < workers {
+            return Err(invalid(format!(
+                "relay range {}:{start}-{end} has fewer ports than the {workers} workers",
+                r.ip
+            )));
+        }
+        for (i, share) in shares.iter_mut().enumerate() {
+            let first = start + len * i / workers;
+            let last = start + len * (i + 1) / workers - 1;
+            share.push(RelayRange {
+                ip: r.ip,
+                ports: first as u16..=last as u16,
+            });
+        }
+    }
+    Ok(shares)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(ip: &str, ports: std::ops::RangeInclusive<u16>) -> RelayRange {
+        RelayRange {
+            ip: ip.parse().unwrap(),
+            ports,
+        }
+    }
+
+    #[test]
+    fn relay_ranges_split_into_disjoint_covering_parts() {
+        let relays = [range("192.0.2.1", 49152..=65535), range("::1", 10..=12)];
+        let shares = split_relays(&relays, 3).unwrap();
+        assert_eq!(shares[0][0].ports, 49152..=54612);
+        assert_eq!(shares[1][0].ports, 54613..=60073);
+        assert_eq!(shares[2][0].ports, 60074..=65535);
+        assert_eq!(
+            shares
+                .iter()
+                .map(|s| s[1].ports.clone())
+                .collect::<Vec<_>>(),
+            vec![10..=10, 11..=11, 12..=12]
+        );
+        assert_eq!(split_relays(&relays, 1).unwrap()[0], relays.to_vec());
+        assert!(split_relays(&relays, 4).is_err(), "3 ports for 4 workers");
+        assert!(split_relays(&[range("0.0.0.0", 1..=9)], 1).is_err());
+    }
+
+    #[test]
+    fn listening_ports_must_be_outside_relay_ranges() {
+        let relays = [range("127.0.0.1", 40000..=40999)];
+        let ok: SocketAddr = "127.0.0.1:3478".parse().unwrap();
+        let inside: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let wildcard: SocketAddr = "0.0.0.0:40500".parse().unwrap();
+        let other_ip: SocketAddr = "127.0.0.2:40000".parse().unwrap();
+        assert!(check_listeners_outside_relays(&[ok, other_ip], &relays).is_ok());
+        assert!(check_listeners_outside_relays(&[inside], &relays).is_err());
+        assert!(check_listeners_outside_relays(&[wildcard], &relays).is_err());
+    }
+}

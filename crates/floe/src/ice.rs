@@ -1,0 +1,434 @@
+//! `floe ice`: an ICE peer whose signalling is SDP attribute lines on stdin and stdout, so
+//! that two peers (floe or another implementation speaking the same lines) connect through a
+//! pipe.
+//!
+//! stdout: `a=ice-ufrag:`, `a=ice-pwd:`, one `a=candidate:` line per local candidate as it
+//! becomes known, `a=end-of-candidates`; then status lines `CONNECTED <local> <remote>`,
+//! `SENT <text>`, `RECEIVED <text>`, `ECHOED <text>`, `FAILED <reason>`. stdin: the peer's
+//! lines, in any order; other lines are ignored and EOF counts as end-of-candidates. Logs go
+//! to stderr.
+
+use crate::resolve::resolve;
+use drivers::ice::IceError;
+use drivers::ice::tokio::{IceAgent, IceConnection};
+use ice_core::sdp::IceAttribute;
+use std::io::{BufRead, Write};
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Retries of `--send` before the echo counts as missing.
+const SEND_TRIES: u32 = 10;
+/// Time between `--send` retries.
+const SEND_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Exit code: ICE failed (or could not start).
+const EXIT_FAILED: u8 = 1;
+/// Exit code: a usage error (clap uses it too).
+const EXIT_USAGE: u8 = 2;
+/// Exit code: `--timeout` passed before success.
+const EXIT_TIMEOUT: u8 = 3;
+/// Exit code: the `--send` text did not come back, or something else did.
+const EXIT_ECHO: u8 = 4;
+
+/// Arguments of `floe ice`.
+#[derive(Debug, clap::Args)]
+#[command(
+    group(clap::ArgGroup::new("role").required(true).args(["controlling", "controlled"])),
+    after_help = "\
+Signalling is SDP attribute lines: this peer prints a=ice-ufrag, a=ice-pwd, a=candidate
+and a=end-of-candidates lines on stdout and reads the peer's on stdin (in any order; other
+lines are ignored; EOF counts as end-of-candidates). Status lines follow on stdout:
+CONNECTED <local> <remote>, SENT <text>, RECEIVED <text>, ECHOED <text>, FAILED <reason>.
+
+Exit codes: 0 success, 1 ICE failed, 2 usage, 3 timeout, 4 echo missing or wrong.
+
+Two peers wired to each other (with a tool that pumps lines both ways, e.g. socat):
+  floe ice --controlling --send hello --host-ip 192.0.2.10
+  floe ice --controlled --echo --host-ip 192.0.2.10
+
+Loopback addresses cannot be host candidates (RFC 8445 section 5.1.1.1): on one machine, use
+one of its interface addresses, or a TURN server on loopback with --relay-only."
+)]
+pub struct Args {
+    /// Take the controlling role: this peer nominates the selected pair.
+    #[arg(long)]
+    controlling: bool,
+    /// Take the controlled role.
+    #[arg(long)]
+    controlled: bool,
+    /// A STUN server for a server-reflexive candidate (HOST:PORT).
+    #[arg(long, value_name = "HOST:PORT")]
+    stun: Option<String>,
+    /// A TURN server (UDP) for a relayed candidate (HOST:PORT).
+    #[arg(long, value_name = "HOST:PORT", requires_all = ["turn_user", "turn_pass"])]
+    turn: Option<String>,
+    /// The TURN username.
+    #[arg(long, value_name = "USER", requires = "turn")]
+    turn_user: Option<String>,
+    /// The TURN password.
+    #[arg(long, value_name = "PASSWORD", requires = "turn")]
+    turn_pass: Option<String>,
+    /// Use only the relayed candidate (needs --turn).
+    #[arg(long, requires = "turn")]
+    relay_only: bool,
+    /// A local address for a host candidate (repeatable; default: the machine's interface
+    /// addresses, without loopback and link-local).
+    #[arg(long = "host-ip", value_name = "IP")]
+    host_ip: Vec<IpAddr>,
+    /// After connecting, send TEXT (retrying every 0.5 s, up to 10 times) and expect it
+    /// echoed back.
+    #[arg(long, value_name = "TEXT")]
+    send: Option<String>,
+    /// Send back whatever arrives.
+    #[arg(long)]
+    echo: bool,
+    /// Seconds to stay up after success (answering the peer), then exit.
+    #[arg(long, value_name = "S", default_value = "1", value_parser = seconds)]
+    linger: Duration,
+    /// Seconds to wait for success before giving up (exit 3).
+    #[arg(long, value_name = "S", default_value = "20", value_parser = seconds)]
+    timeout: Duration,
+    /// Ta, the pacing of new checks, in milliseconds: RFC 8445's 50 by default. Lower
+    /// values connect sooner; RFC 8445 section 14.2 wants both peers to use the larger of
+    /// their values, and never less than 5.
+    #[arg(long, value_name = "MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(5..))]
+    ta_ms: u64,
+}
+
+fn seconds(s: &str) -> Result<Duration, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    Duration::try_from_secs_f64(v).map_err(|_| format!("{s:?} is not a duration in seconds"))
+}
+
+/// Runs `floe ice`.
+pub fn run(args: Args) -> std::io::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let code = runtime.block_on(session(args));
+    // The stdin reader thread may still be blocked in read(): do not wait for it.
+    runtime.shutdown_background();
+    Ok(ExitCode::from(code))
+}
+
+/// Writes one line to stdout. A peer that went away (EPIPE) is not an error worth more
+/// than the exit code.
+fn say(line: impl std::fmt::Display) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Data as a status line shows it: lossy UTF-8, control characters replaced.
+fn text(data: &[u8]) -> String {
+    String::from_utf8_lossy(data)
+        .chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
+/// Reads stdin lines on a thread of its own: a blocking read must not hold up the exit.
+fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let spawned = std::thread::Builder::new()
+        .name("floe-ice-stdin".into())
+        .spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot read stdin");
+    }
+    rx
+}
+
+/// The agent's settings from the arguments; `Err` is a usage error.
+fn builder(args: &Args) -> Result<drivers::ice::Builder<drivers::ice::tokio::Tokio>, String> {
+    let mut b = IceAgent::builder()
+        .controlling(args.controlling)
+        .relay_only(args.relay_only)
+        .ta(Duration::from_millis(args.ta_ms));
+    if let Some(stun) = &args.stun {
+        b = b.stun(resolve(stun).map_err(|e| format!("--stun {stun}: {e}"))?);
+    }
+    if let (Some(turn), Some(user), Some(pass)) = (&args.turn, &args.turn_user, &args.turn_pass) {
+        let server = resolve(turn).map_err(|e| format!("--turn {turn}: {e}"))?;
+        b = b.turn(server, user.clone(), pass.clone());
+    }
+    if !args.host_ip.is_empty() {
+        b = b.host_ips(args.host_ip.iter().copied());
+    }
+    Ok(b)
+}
+
+/// The peer's credentials as they trickle in.
+#[derive(Default)]
+struct Remote {
+    ufrag: Option<String>,
+    pwd: Option<String>,
+    credentials_set: bool,
+    end_of_candidates: bool,
+}
+
+/// How the run ends, short of success.
+struct Failure {
+    code: u8,
+    reason: String,
+}
+
+impl Failure {
+    fn new(code: u8, reason: impl std::fmt::Display) -> Failure {
+        Failure {
+            code,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Handles one line from the peer.
+async fn remote_line(agent: &IceAgent, remote: &mut Remote, line: &str) -> Result<(), Failure> {
+    let line = line.trim();
+    if !line.starts_with("a=") {
+        return Ok(());
+    }
+    match line.parse::<IceAttribute>() {
+        Ok(IceAttribute::Ufrag(u)) => remote.ufrag = Some(u),
+        Ok(IceAttribute::Pwd(p)) => remote.pwd = Some(p),
+        Ok(IceAttribute::Candidate(_)) => {
+            if let Err(e) = agent.add_remote_candidate(line).await {
+                tracing::warn!(error = %e, line, "remote candidate ignored");
+            }
+        }
+        Ok(IceAttribute::EndOfCandidates) => end_of_candidates(agent, remote).await,
+        Ok(_) => tracing::debug!(line, "ignored"),
+        Err(e) => tracing::warn!(error = %e, line, "line ignored"),
+    }
+    if let (false, Some(u), Some(p)) = (remote.credentials_set, &remote.ufrag, &remote.pwd) {
+        agent
+            .set_remote_credentials(u, p)
+            .await
+            .map_err(|e| Failure::new(EXIT_FAILED, e))?;
+        remote.credentials_set = true;
+    }
+    Ok(())
+}
+
+async fn end_of_candidates(agent: &IceAgent, remote: &mut Remote) {
+    if !remote.end_of_candidates {
+        remote.end_of_candidates = true;
+        if let Err(e) = agent.end_of_remote_candidates().await {
+            tracing::warn!(error = %e, "end-of-candidates");
+        }
+    }
+}
+
+async fn session(args: Args) -> u8 {
+    let deadline = Instant::now() + args.timeout;
+    let builder = match builder(&args) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("floe ice: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let agent = match builder.build().await {
+        Ok(a) => a,
+        Err(e) => {
+            say(format_args!("FAILED {e}"));
+            return EXIT_FAILED;
+        }
+    };
+    let creds = agent.local_credentials();
+    say(format_args!("a=ice-ufrag:{}", creds.ufrag));
+    say(format_args!("a=ice-pwd:{}", creds.pwd));
+    let outcome = converse(&args, &agent, deadline).await;
+    let code = match outcome {
+        Ok(()) => 0,
+        Err(f) => {
+            say(format_args!("FAILED {}", f.reason));
+            f.code
+        }
+    };
+    // Releases TURN allocations (bounded by the driver's close timeout).
+    agent.close().await;
+    code
+}
+
+/// Signalling, connecting, then the `--send`/`--echo` exchange and the linger.
+async fn converse(args: &Args, agent: &IceAgent, deadline: Instant) -> Result<(), Failure> {
+    let mut lines = stdin_lines();
+    let mut remote = Remote::default();
+    let (mut stdin_open, mut gathered) = (true, false);
+    let connecting = agent.connect();
+    tokio::pin!(connecting);
+    let mut exchange = Exchange::new(args);
+    loop {
+        let connected = exchange.connection.is_some();
+        tokio::select! {
+            candidate = agent.next_candidate(), if !gathered => match candidate {
+                Some(c) => say(c),
+                None => {
+                    gathered = true;
+                    say("a=end-of-candidates");
+                }
+            },
+            line = lines.recv(), if stdin_open => match line {
+                Some(line) => remote_line(agent, &mut remote, &line).await?,
+                None => {
+                    stdin_open = false;
+                    if !remote.credentials_set && !connected {
+                        let why = "stdin closed without the peer's credentials";
+                        return Err(Failure::new(EXIT_FAILED, why));
+                    }
+                    end_of_candidates(agent, &mut remote).await;
+                }
+            },
+            c = &mut connecting, if !connected => {
+                exchange.connected(c.map_err(|e| Failure::new(EXIT_FAILED, e))?);
+            }
+            data = exchange.recv() => {
+                exchange.received(data.map_err(|e| Failure::new(EXIT_FAILED, e))?).await?;
+            }
+            // Ctrl-C: still close properly, so that TURN allocations are deleted.
+            _ = tokio::signal::ctrl_c() => return Err(Failure::new(EXIT_FAILED, "interrupted")),
+            () = tokio::time::sleep_until(exchange.wake(deadline)) => {
+                if exchange.tick(deadline).await? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// The `--send` side's progress.
+struct Sending {
+    text: String,
+    sent: u32,
+    next: Instant,
+}
+
+/// After connecting: `--send` retries, `--echo` answers, and the linger after success.
+struct Exchange<'a> {
+    args: &'a Args,
+    connection: Option<IceConnection>,
+    sending: Option<Sending>,
+    /// Set at success: when to exit.
+    linger_until: Option<Instant>,
+}
+
+impl<'a> Exchange<'a> {
+    fn new(args: &'a Args) -> Self {
+        Exchange {
+            args,
+            connection: None,
+            sending: None,
+            linger_until: None,
+        }
+    }
+
+    /// When [`tick`](Self::tick) is next due.
+    fn wake(&self, deadline: Instant) -> Instant {
+        match (self.linger_until, &self.sending) {
+            (Some(t), _) => t,
+            (None, Some(s)) => s.next.min(deadline),
+            (None, None) => deadline,
+        }
+    }
+
+    fn connected(&mut self, c: IceConnection) {
+        if let Some((local, remote)) = c.selected_pair() {
+            say(format_args!(
+                "CONNECTED {} {}",
+                local.address, remote.address
+            ));
+            tracing::info!(local = %local.kind, remote = %remote.kind, "selected pair");
+        }
+        self.connection = Some(c);
+        let now = Instant::now();
+        match &self.args.send {
+            Some(text) => {
+                self.sending = Some(Sending {
+                    text: text.clone(),
+                    sent: 0,
+                    next: now,
+                })
+            }
+            // Connected is success.
+            None if !self.args.echo => self.linger_until = Some(now + self.args.linger),
+            None => {}
+        }
+    }
+
+    /// Waits for data, once connected.
+    async fn recv(&self) -> Result<Vec<u8>, IceError> {
+        match &self.connection {
+            Some(c) => c.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn received(&mut self, data: Vec<u8>) -> Result<(), Failure> {
+        let shown = text(&data);
+        match self.sending.as_ref().map(|s| s.text.as_bytes()) {
+            Some(t) if t == data.as_slice() => {
+                say(format_args!("ECHOED {shown}"));
+                self.sending = None;
+                self.linger_until = Some(Instant::now() + self.args.linger);
+            }
+            Some(_) => {
+                say(format_args!("RECEIVED {shown}"));
+                let why = "the echo differs from the text sent";
+                return Err(Failure::new(EXIT_ECHO, why));
+            }
+            None => say(format_args!("RECEIVED {shown}")),
+        }
+        if self.args.echo {
+            if let Some(c) = &self.connection {
+                if let Err(e) = c.send(&data).await {
+                    tracing::warn!(error = %e, "echo not sent");
+                }
+            }
+            // Success; each datagram keeps the peer company a while longer.
+            self.linger_until = Some(Instant::now() + self.args.linger);
+        }
+        Ok(())
+    }
+
+    /// Sends or gives up on `--send`, ends the linger, or times out. True when done.
+    async fn tick(&mut self, deadline: Instant) -> Result<bool, Failure> {
+        let now = Instant::now();
+        if self.linger_until.is_some_and(|t| now >= t) {
+            return Ok(true);
+        }
+        if let (Some(s), Some(c)) = (&mut self.sending, &self.connection) {
+            if now >= s.next {
+                if s.sent == SEND_TRIES {
+                    let why = format!("no echo after {SEND_TRIES} tries");
+                    return Err(Failure::new(EXIT_ECHO, why));
+                }
+                match c.send(s.text.as_bytes()).await {
+                    Ok(()) => say(format_args!("SENT {}", s.text)),
+                    Err(e) => tracing::warn!(error = %e, "not sent"),
+                }
+                s.sent += 1;
+                s.next = now + SEND_INTERVAL;
+            }
+        }
+        if self.linger_until.is_none() && now >= deadline {
+            let code = match self.connection.is_some() && self.args.send.is_some() {
+                true => EXIT_ECHO,
+                false => EXIT_TIMEOUT,
+            };
+            let why = format!("timeout after {:?}", self.args.timeout);
+            return Err(Failure::new(code, why));
+        }
+        Ok(false)
+    }
+}

@@ -1,0 +1,198 @@
+//! `floe ice` against itself: two processes wired by their stdin and stdout, on
+//! loopback and relayed through `floe server` on loopback; and the exit codes.
+#![allow(clippy::disallowed_methods)] // tests read the clock
+
+mod common;
+mod peers;
+
+use common::stat;
+use peers::{assert_echoed, floe_ice, floe_turn_server, own_ip, pump, relay_args, run_alone};
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Most any of these runs may take; processes still running then are killed.
+const LIMIT: Duration = Duration::from_secs(30);
+
+#[test]
+fn two_floe_peers_connect_and_echo() {
+    let Some(ip) = own_ip("two_floe_peers_connect_and_echo") else {
+        return;
+    };
+    let ip = ip.to_string();
+    let (a, b) = pump(
+        floe_ice(&["--controlling", "--send", "hello", "--host-ip", &ip]),
+        floe_ice(&["--controlled", "--echo", "--host-ip", &ip]),
+        LIMIT,
+    );
+    assert_echoed(&a, &b);
+    // Signalling comes in the documented order, candidates as RFC 8839 lines.
+    for peer in [&a, &b] {
+        let s = &peer.signalling;
+        assert!(s[0].starts_with("a=ice-ufrag:"), "{s:?}");
+        assert!(s[1].starts_with("a=ice-pwd:"), "{s:?}");
+        assert!(s[2].starts_with("a=candidate:1 1 udp "), "{s:?}");
+        assert!(s[2].ends_with(" typ host"), "{s:?}");
+        assert_eq!(s.last().map(String::as_str), Some("a=end-of-candidates"));
+    }
+    let ((al, ar), (bl, br)) = (a.connected().unwrap(), b.connected().unwrap());
+    assert_eq!(
+        (al, ar),
+        (br, bl),
+        "host to host, each side's view of the same pair"
+    );
+    assert_eq!(al.ip().to_string(), ip);
+    let status: Vec<&str> = a.status.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(status[1..], ["SENT hello", "ECHOED hello"], "{status:?}");
+    eprintln!(
+        "start to echo (debug build, with the test's pumping): {:?}",
+        a.time_of("ECHOED")
+    );
+}
+
+#[test]
+fn relay_only_peers_connect_through_floe_server_and_release_their_allocations() {
+    let Some(ip) = own_ip("relay_only_peers_connect_through_floe_server") else {
+        return;
+    };
+    let ip = ip.to_string();
+    let server = floe_turn_server();
+    let relay = relay_args(server.listening[0]);
+    let relay: Vec<&str> = relay.iter().map(String::as_str).collect();
+    let mut args_a = vec!["--controlling", "--send", "hello", "--host-ip", &ip];
+    let mut args_b = vec!["--controlled", "--echo", "--host-ip", &ip];
+    args_a.extend(&relay);
+    args_b.extend(&relay);
+    let (a, b) = pump(floe_ice(&args_a), floe_ice(&args_b), LIMIT);
+    assert_echoed(&a, &b);
+    // Only relayed candidates were signalled, and the pair is relay to relay.
+    for peer in [&a, &b] {
+        let candidates: Vec<&String> = peer
+            .signalling
+            .iter()
+            .filter(|l| l.starts_with("a=candidate:"))
+            .collect();
+        assert!(!candidates.is_empty());
+        assert!(
+            candidates.iter().all(|l| l.contains(" typ relay ")),
+            "{candidates:?}"
+        );
+    }
+    let (local, remote) = a.connected().unwrap();
+    let loopback: IpAddr = [127, 0, 0, 1].into();
+    assert_eq!((local.ip(), remote.ip()), (loopback, loopback));
+    // Both peers deleted their allocations on the way out (none left, none expired).
+    let (status, output) = server.signal_and_wait("INT");
+    assert!(status.success());
+    assert_eq!(stat(&output, "allocations"), 0, "{output:?}");
+    assert_eq!(stat(&output, "expired_allocations"), 0, "{output:?}");
+    assert!(stat(&output, "to_peer_packets") >= 2, "{output:?}");
+}
+
+/// Explicit loopback host addresses are candidates, so two `floe ice` connect on a
+/// loopback-only machine.
+#[test]
+fn peers_connect_on_loopback_host_candidates() {
+    let (a, b) = pump(
+        floe_ice(&["--controlling", "--send", "hello", "--host-ip", "127.0.0.1"]),
+        floe_ice(&["--controlled", "--echo", "--host-ip", "127.0.0.1"]),
+        LIMIT,
+    );
+    assert_echoed(&a, &b);
+}
+
+#[test]
+fn unusable_host_ip_fails_with_the_reason() {
+    let out = run_alone(
+        floe_ice(&["--controlled", "--host-ip", "0.0.0.0"]),
+        "",
+        true,
+        LIMIT,
+    );
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.line("FAILED").unwrap().contains("unspecified"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &[][..],
+        &["--controlling", "--controlled"],
+        &["--controlling", "--relay-only"],
+        &["--controlling", "--turn", "127.0.0.1:3478"],
+        &["--controlling", "--timeout", "soon"],
+        &["--controlling", "--ta-ms", "1"],
+    ] {
+        let out = run_alone(floe_ice(args), "", true, LIMIT);
+        assert_eq!(out.code, Some(2), "{args:?}: {out:?}");
+    }
+}
+
+#[test]
+fn stdin_eof_without_credentials_fails_with_1() {
+    let Some(ip) = own_ip("stdin_eof_without_credentials_fails_with_1") else {
+        return;
+    };
+    let out = run_alone(
+        floe_ice(&["--controlled", "--host-ip", &ip.to_string()]),
+        "v=0\na=ice-options:trickle\n",
+        true,
+        LIMIT,
+    );
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.line("FAILED").is_some(), "{out:?}");
+    assert!(out.signalling[0].starts_with("a=ice-ufrag:"), "{out:?}");
+}
+
+#[test]
+fn an_unanswering_peer_times_out_with_3() {
+    let Some(ip) = own_ip("an_unanswering_peer_times_out_with_3") else {
+        return;
+    };
+    // Credentials and a candidate on a port nobody answers; stdin stays open, so no
+    // end-of-candidates: ICE cannot fail, only time out.
+    let silent = std::net::UdpSocket::bind((ip, 0)).unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let input = format!(
+        "a=ice-ufrag:abcd\na=ice-pwd:abcdefghijklmnopqrstuvwx\n\
+         a=candidate:1 1 udp 2130706431 {ip} {port} typ host\n"
+    );
+    let started = std::time::Instant::now();
+    let out = run_alone(
+        floe_ice(&[
+            "--controlling",
+            "--timeout",
+            "1",
+            "--host-ip",
+            &ip.to_string(),
+        ]),
+        &input,
+        false,
+        LIMIT,
+    );
+    assert_eq!(out.code, Some(3), "{out:?}");
+    assert!(out.line("FAILED timeout").is_some(), "{out:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_missing_echo_exits_4() {
+    let Some(ip) = own_ip("a_missing_echo_exits_4") else {
+        return;
+    };
+    let ip = ip.to_string();
+    // The controlled peer receives but does not echo; it stays up while the sender retries.
+    let (a, b) = pump(
+        floe_ice(&["--controlling", "--send", "hello", "--host-ip", &ip]),
+        floe_ice(&["--controlled", "--linger", "6", "--host-ip", &ip]),
+        LIMIT,
+    );
+    assert_eq!(a.code, Some(4), "{a:?}");
+    assert_eq!(a.line("FAILED"), Some("FAILED no echo after 10 tries"));
+    let sent = a.status.iter().filter(|(_, l)| l == "SENT hello").count();
+    assert_eq!(sent, 10, "{a:?}");
+    assert_eq!(b.code, Some(0), "{b:?}");
+    assert!(b.line("RECEIVED hello").is_some(), "{b:?}");
+}
