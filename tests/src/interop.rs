@@ -5,7 +5,7 @@
 //! a test starts is a [`Process`], killed by PID when dropped, so a failing test leaves
 //! nothing running; servers bind loopback only.
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -114,9 +114,34 @@ impl Coturn {
 
     /// Starts coturn on 127.0.0.1 with the test user, loopback peers allowed, and `extra`
     /// arguments; waits until it answers STUN. `None` if coturn is not installed and not
-    /// required.
+    /// required. It listens for UDP and TCP on [`addr`](Self::addr); TLS is off.
     pub fn start(test: &str, extra: &[&str]) -> Option<Coturn> {
         let binary = tool("turnserver", test)?;
+        Some(Coturn::launch(binary, None, extra))
+    }
+
+    /// Starts coturn as [`start`](Self::start) does, plus a TLS listener on another port of
+    /// 127.0.0.1 with a self-signed certificate for `127.0.0.1` and `localhost` (made with
+    /// the `openssl` command, which must be installed too). `None` if a tool is missing and
+    /// not required.
+    pub fn start_tls(test: &str, extra: &[&str]) -> Option<CoturnTls> {
+        let binary = tool("turnserver", test)?;
+        let cert = SelfSignedCert::make(test)?;
+        let tls_port = free_tcp_port([127, 0, 0, 1].into());
+        let coturn = Coturn::launch(binary, Some((&cert, tls_port)), extra);
+        let tls_addr = SocketAddr::new(coturn.addr.ip(), tls_port);
+        let listening = wait_until(Duration::from_secs(10), || {
+            TcpStream::connect_timeout(&tls_addr, Duration::from_millis(200)).is_ok()
+        });
+        assert!(listening, "turnserver did not listen for TLS on {tls_addr}");
+        Some(CoturnTls {
+            coturn,
+            tls_addr,
+            cert,
+        })
+    }
+
+    fn launch(binary: PathBuf, tls: Option<(&SelfSignedCert, u16)>, extra: &[&str]) -> Coturn {
         let ip: IpAddr = [127, 0, 0, 1].into();
         let port = free_udp_port(ip);
         let addr = SocketAddr::new(ip, port);
@@ -124,12 +149,23 @@ impl Coturn {
         cmd.args([
             "-n",
             "--no-cli",
-            "--no-tls",
             "--no-dtls",
             "--no-stdout-log",
             "--simple-log",
-        ])
-        .args([
+        ]);
+        match tls {
+            None => {
+                cmd.arg("--no-tls");
+            }
+            Some((cert, tls_port)) => {
+                cmd.arg("--cert")
+                    .arg(&cert.cert)
+                    .arg("--pkey")
+                    .arg(&cert.key)
+                    .args(["--tls-listening-port", &tls_port.to_string()]);
+            }
+        }
+        cmd.args([
             "--log-file",
             "/dev/null",
             "--listening-ip",
@@ -171,6 +207,73 @@ impl Coturn {
             )
         });
         assert!(answered, "turnserver did not answer STUN on {addr}");
-        Some(Coturn { process, addr })
+        Coturn { process, addr }
     }
+}
+
+/// A coturn with a TLS listener, from [`Coturn::start_tls`].
+#[derive(Debug)]
+pub struct CoturnTls {
+    /// The server (UDP and TCP on `coturn.addr`).
+    pub coturn: Coturn,
+    /// Where it listens for TLS.
+    pub tls_addr: SocketAddr,
+    /// Its certificate (also the trust anchor clients need: it is self-signed).
+    pub cert: SelfSignedCert,
+}
+
+/// A self-signed certificate (ECDSA P-256, one day) for `IP:127.0.0.1` and `DNS:localhost`,
+/// in a directory of its own that is removed on drop.
+#[derive(Debug)]
+pub struct SelfSignedCert {
+    /// The directory holding both files.
+    pub dir: PathBuf,
+    /// The certificate, PEM.
+    pub cert: PathBuf,
+    /// The private key, PEM.
+    pub key: PathBuf,
+}
+
+impl SelfSignedCert {
+    /// Makes one with the `openssl` command; `None` (skipped) if it is not installed and
+    /// not required.
+    pub fn make(test: &str) -> Option<SelfSignedCert> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let openssl = tool("openssl", test)?;
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("floe-cert-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("certificate directory");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let status = Command::new(openssl)
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+            .args(["-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl runs");
+        assert!(status.success(), "openssl req failed: {status}");
+        Some(SelfSignedCert { dir, cert, key })
+    }
+}
+
+impl Drop for SelfSignedCert {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A TCP port on `ip` that was free a moment ago.
+pub fn free_tcp_port(ip: IpAddr) -> u16 {
+    TcpListener::bind(SocketAddr::new(ip, 0))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
 }

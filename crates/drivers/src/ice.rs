@@ -9,9 +9,26 @@
 //!   candidates arrive;
 //! * server-reflexive and relayed candidates from [`Builder::stun`] and [`Builder::turn`]:
 //!   the agent gathers them itself, through the host sockets;
+//! * TURN servers over TCP or TLS ([`Builder::turn_tcp`], [`Builder::turn_tls`], RFC 8656
+//!   §3.1, for networks that let no UDP out): the driver opens a connection per UDP host
+//!   candidate when the agent asks (`Event::TurnConnect`), makes the TLS handshake against
+//!   the trust anchor of [`Builder::turn_tls_ca`] or [`Builder::turn_tls_config`] (never the
+//!   platform's), cuts the stream into STUN and ChannelData messages, and reports it closed
+//!   (`turn_closed`) when it breaks;
+//! * ICE-TCP host candidates ([`Builder::tcp_candidates`], RFC 6544): per host address a
+//!   passive candidate on a listening socket, whose connections are offered to the agent
+//!   (`tcp_accepted`), and an active one, whose connections the driver opens when the agent
+//!   asks (`Event::TcpConnect`); both carry RFC 4571 frames. [`Builder::udp_candidates`]
+//!   turns UDP host candidates off;
 //! * [`Builder::relay_only`]: only relayed candidates are signalled, and the host sockets
 //!   talk to the configured servers only (like WebRTC's `iceTransportPolicy: "relay"`), so
 //!   the selected pair is always relayed.
+//!
+//! Connections are opened, closed and reported on the agent's word: the driver keeps a table
+//! of them (which the agent names by `(local, remote)` or by `TurnConnectionId`) and carries
+//! bytes; a connection the agent gave up on while it was opening is closed as soon as it
+//! opens. In the blocking flavour every socket and connection has a thread feeding the one
+//! loop; in the tokio flavour every connection has a task.
 //!
 //! Then the handle follows the signalling: [`local_credentials`], the local candidates as SDP
 //! lines (RFC 8839) until end-of-candidates, the peer's credentials and candidates in any
@@ -31,6 +48,7 @@
 
 pub mod blocking;
 mod builder;
+mod conns;
 mod error;
 mod machine;
 #[cfg(feature = "tokio")]

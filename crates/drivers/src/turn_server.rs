@@ -6,7 +6,7 @@
 //! * **Workers.** `workers` threads (default 1), each with its own
 //!   [`turn_proto::server::Server`] (seeded from the OS), its own mio poll and its own
 //!   sockets. Nothing is shared on the data path: no locks, no channels.
-//! * **Listeners.** Every worker binds every listening address with `SO_REUSEPORT`, and the
+//! * **Listeners.** Every worker binds every UDP listening address with `SO_REUSEPORT`, and the
 //!   kernel spreads clients over the workers by hashing the 4-tuple. A client's 4-tuple
 //!   always lands on the same worker, so its nonce, its allocation and its channels are all
 //!   in one place.
@@ -32,8 +32,38 @@
 //! * **Timers and counters.** Each worker sleeps until its core's `poll_timeout`, runs
 //!   `handle_timeout`, and publishes its counters every `stats_interval` (and when it
 //!   stops); [`TurnServerHandle::stats`] sums them.
+//! * **TCP and TLS** (RFC 8656 §3.1). [`listen_tcp`](TurnServerOptions::listen_tcp) and
+//!   [`listen_tls`](TurnServerOptions::listen_tls) add stream listeners (TLS with rustls'
+//!   sans-io `ServerConnection` inside the mio loop, [`tls_config_from_pem`] for PEM
+//!   files). Every accepted connection is one client 5-tuple: its bytes are cut into
+//!   messages with `StreamFramer` and handed to the core; what the core sends it is queued
+//!   and written without blocking. Queues are bounded: relayed datagrams for a client whose
+//!   queue holds 256 KiB are dropped (as UDP would lose them), and a client whose queue
+//!   reaches 512 KiB with a response still to go is closed as too slow. A connection that
+//!   cannot be framed, ends (EOF, reset, TLS error) or holds no allocation
+//!   [`unallocated_timeout`](TurnServerOptions::unallocated_timeout) after it opened (or
+//!   after its allocation ended) is closed and reported with `connection_closed`, which
+//!   deletes its allocation. [`max_connections`](TurnServerOptions::max_connections) bounds
+//!   the connections of a worker.
+//! * **RFC 6062 TCP allocations** ([`ServerConfig::tcp_allocations`]). The worker listens on
+//!   a TCP relayed address when asked (`BindRelay` with TCP), connects from it without
+//!   blocking (`ConnectPeer`, reported with `peer_connected` when the socket says), reports
+//!   the peers it accepts (`incoming_peer_connection`; refused ones are closed at once),
+//!   holds up to 64 KiB a peer sends before its bridge, and after `Bridge` copies bytes
+//!   both ways with at most 64 KiB queued per direction (the sending side is not read while
+//!   the other is full, so TCP flow control slows the sender). When either half closes,
+//!   the other is closed too after writing what it holds; closes linger up to 5 s so that
+//!   data in flight is not reset.
+//! * **Which worker serves TCP.** Without TCP allocations every worker binds the stream
+//!   listeners with `SO_REUSEPORT` and the kernel spreads connections, as for UDP: each
+//!   connection is a 5-tuple of its own, so no state crosses workers. With TCP allocations
+//!   a ConnectionBind arrives on a *new* connection, which must reach the worker holding
+//!   the allocation and its peer connection; the kernel cannot know that. So the stream
+//!   listeners are bound on worker 0 alone: every TCP and TLS client, its allocations and
+//!   their TCP relays live there (UDP clients still spread over all workers). One core
+//!   then carries all stream traffic; a deployment that needs more runs more servers.
 //!
-//! Not here: TCP and TLS listeners (RFC 6062, RFC 8656 §3.1), ICMP relaying
+//! Not here: ICMP relaying
 //! ([`Server::handle_icmp`](turn_proto::server::Server::handle_icmp) is not fed).
 //! RESERVATION-TOKEN works within a worker only: with several workers, the client that
 //! presents a token may be hashed to another worker, which does not know it (508).
@@ -66,11 +96,16 @@
 //! ```
 
 mod batch;
+mod conn;
 mod sockets;
 mod stats;
+mod streams;
+mod tcp;
+mod tls;
 mod worker;
 
-pub use stats::{IoStats, TurnServerStats};
+pub use stats::{IoStats, StreamStats, TurnServerStats};
+pub use tls::tls_config_from_pem;
 
 use crate::net::bind_udp;
 use crate::os;
@@ -82,9 +117,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use streams::Streams;
+use stun_proto::TransportProtocol;
 use stun_proto::server::{BindingServer, BindingServerConfig};
 use turn_proto::server::{RelayBinding, RelayRange, Server, ServerConfig};
-use worker::{Shared, Worker};
+use worker::{Shared, StreamLimits, Worker};
 
 /// Kernel receive buffer asked for on listening sockets (the kernel caps it at
 /// `net.core.rmem_max`): room for bursts from many clients.
@@ -98,6 +135,23 @@ pub struct TurnServerOptions {
     /// [`TurnServerHandle::local_addrs`] tells which. Listening ports must lie outside the
     /// relay ranges.
     pub listen: Vec<SocketAddr>,
+    /// TCP addresses to listen on (TURN over TCP, RFC 8656 §3.1); port 0 as for
+    /// [`listen`](Self::listen), see [`TurnServerHandle::tcp_addrs`].
+    pub listen_tcp: Vec<SocketAddr>,
+    /// TLS addresses to listen on (TURN over TLS, often port 443 or 5349); they need
+    /// [`tls`](Self::tls). See [`TurnServerHandle::tls_addrs`].
+    pub listen_tls: Vec<SocketAddr>,
+    /// The TLS configuration of the TLS listeners ([`tls_config_from_pem`] builds one from
+    /// PEM files).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// TCP and TLS connections (clients and RFC 6062 peers) a worker keeps open at most;
+    /// beyond it new ones are closed at once (default 10,000).
+    pub max_connections: usize,
+    /// How long a TCP or TLS client connection may stay open without an allocation made on
+    /// it (from its opening, or from the end of its allocation): connections that never
+    /// authenticate are closed (default 30 s). RFC 6062 data connections are exempt once
+    /// bridged.
+    pub unallocated_timeout: Duration,
     /// Worker threads (at least 1).
     pub workers: usize,
     /// The core's configuration, as a template: each worker gets a copy with its share of
@@ -117,6 +171,11 @@ impl TurnServerOptions {
     pub fn new(listen: Vec<SocketAddr>, config: ServerConfig) -> TurnServerOptions {
         TurnServerOptions {
             listen,
+            listen_tcp: Vec::new(),
+            listen_tls: Vec::new(),
+            tls: None,
+            max_connections: 10_000,
+            unallocated_timeout: Duration::from_secs(30),
             workers: 1,
             config,
             stun: None,
@@ -129,15 +188,27 @@ impl TurnServerOptions {
 #[derive(Debug)]
 pub struct TurnServerHandle {
     addrs: Vec<SocketAddr>,
+    tcp_addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
     shared: Arc<Shared>,
     wakers: Vec<Waker>,
     threads: Vec<JoinHandle<io::Result<()>>>,
 }
 
 impl TurnServerHandle {
-    /// The listening addresses, with the ports the OS chose for port 0.
+    /// The UDP listening addresses, with the ports the OS chose for port 0.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The TCP listening addresses, with the ports the OS chose for port 0.
+    pub fn tcp_addrs(&self) -> &[SocketAddr] {
+        &self.tcp_addrs
+    }
+
+    /// The TLS listening addresses, with the ports the OS chose for port 0.
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
     }
 
     /// The number of workers.
@@ -206,26 +277,46 @@ fn invalid(message: String) -> io::Error {
 
 /// Binds the listening sockets, starts the workers, and returns once they run. Fails if a
 /// listening address cannot be bound or the configuration is refused (by the core, or
-/// because a listening port lies in a relay range or a range is too small to split).
+/// because a listening port lies in a relay range, a range is too small to split, or TLS
+/// listeners have no TLS configuration).
 pub fn spawn(options: TurnServerOptions) -> io::Result<TurnServerHandle> {
     let TurnServerOptions {
         listen,
+        listen_tcp,
+        listen_tls,
+        tls,
+        max_connections,
+        unallocated_timeout,
         workers,
         config,
         stun,
         stats_interval,
     } = options;
     let workers = workers.max(1);
-    if listen.is_empty() {
+    if listen.is_empty() && listen_tcp.is_empty() && listen_tls.is_empty() {
         return Err(invalid("no listening address".into()));
+    }
+    if !listen_tls.is_empty() && tls.is_none() {
+        return Err(invalid("TLS listeners need a TLS configuration".into()));
     }
     let shares = split_relays(&config.relays, workers)?;
     // Before binding, for a clear error; after, for the ports the OS chose.
-    check_listeners_outside_relays(&listen, &config.relays)?;
+    for addrs in [&listen, &listen_tcp, &listen_tls] {
+        check_listeners_outside_relays(addrs, &config.relays)?;
+    }
     let (addrs, mut listeners) = bind_listeners(&listen, workers)?;
-    check_listeners_outside_relays(&addrs, &config.relays)?;
+    // RFC 6062: a ConnectionBind must reach the worker of its allocation; only worker 0
+    // listens on streams then (see the module documentation).
+    let stream_workers = if config.tcp_allocations { 1 } else { workers };
+    let (tcp_addrs, mut tcp_listeners) = bind_stream_listeners(&listen_tcp, stream_workers)?;
+    let (tls_addrs, mut tls_listeners) = bind_stream_listeners(&listen_tls, stream_workers)?;
+    for addrs in [&addrs, &tcp_addrs, &tls_addrs] {
+        check_listeners_outside_relays(addrs, &config.relays)?;
+    }
     let mut handle = TurnServerHandle {
         addrs,
+        tcp_addrs,
+        tls_addrs,
         shared: Arc::new(Shared {
             stop: AtomicBool::new(false),
             stats: (0..workers).map(|_| Mutex::default()).collect(),
@@ -236,6 +327,10 @@ pub fn spawn(options: TurnServerOptions) -> io::Result<TurnServerHandle> {
     // quinn-udp sets "do not fragment" where the platform can; where it cannot,
     // DONT-FRAGMENT cannot be honoured and the core must refuse it (RFC 8656 §7.2 step 4).
     let may_fragment = listeners[0].first().is_some_and(Socket::may_fragment);
+    let limits = StreamLimits {
+        max_connections,
+        unallocated_timeout,
+    };
     for (index, share) in shares.into_iter().enumerate() {
         let mut config = config.clone();
         config.relays = share;
@@ -248,12 +343,23 @@ pub fn spawn(options: TurnServerOptions) -> io::Result<TurnServerHandle> {
         let waker = Waker::new(poll.registry(), WAKER)?;
         let mut sockets = Sockets::new(std::mem::take(&mut listeners[index]), &config.relays);
         sockets.register_listeners(poll.registry())?;
+        let mut streams = Streams::new(sockets.token_count(), tls.clone());
+        for (lists, transport) in [
+            (&mut tcp_listeners, TransportProtocol::Tcp),
+            (&mut tls_listeners, TransportProtocol::Tls),
+        ] {
+            for l in lists.get_mut(index).map(std::mem::take).unwrap_or_default() {
+                streams.add_listener(poll.registry(), l, transport)?;
+            }
+        }
         let worker = Worker::new(
             index,
             server,
             stun.clone().map(BindingServer::new),
             poll,
             sockets,
+            streams,
+            limits,
             handle.shared.clone(),
             stats_interval,
         );
@@ -264,6 +370,31 @@ pub fn spawn(options: TurnServerOptions) -> io::Result<TurnServerHandle> {
         handle.threads.push(thread);
     }
     Ok(handle)
+}
+
+/// Binds every stream address on `workers` workers (with `SO_REUSEPORT` when more than
+/// one); port 0 becomes the port the first bind got.
+fn bind_stream_listeners(
+    listen: &[SocketAddr],
+    workers: usize,
+) -> io::Result<(Vec<SocketAddr>, Vec<Vec<std::net::TcpListener>>)> {
+    let mut addrs = Vec::with_capacity(listen.len());
+    let mut per_worker: Vec<Vec<std::net::TcpListener>> =
+        (0..workers).map(|_| Vec::new()).collect();
+    for &addr in listen {
+        let bind = |a: SocketAddr| {
+            tcp::listen(a, workers > 1)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))
+        };
+        let first = bind(addr)?;
+        let actual = first.local_addr()?;
+        per_worker[0].push(first);
+        for listeners in &mut per_worker[1..] {
+            listeners.push(bind(actual)?);
+        }
+        addrs.push(actual);
+    }
+    Ok((addrs, per_worker))
 }
 
 /// Binds every address once per worker with `SO_REUSEPORT`; port 0 becomes the port the

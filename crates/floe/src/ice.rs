@@ -13,7 +13,8 @@ use drivers::ice::IceError;
 use drivers::ice::tokio::{IceAgent, IceConnection};
 use ice_core::sdp::IceAttribute;
 use std::io::{BufRead, Write};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -33,6 +34,9 @@ const EXIT_TIMEOUT: u8 = 3;
 /// Exit code: the `--send` text did not come back, or something else did.
 const EXIT_ECHO: u8 = 4;
 
+/// The default port of TURN over TLS (RFC 8656 §18.5: "turns").
+const TURNS_PORT: u16 = 5349;
+
 /// Arguments of `floe ice`.
 #[derive(Debug, clap::Args)]
 #[command(
@@ -49,8 +53,16 @@ Two peers wired to each other (with a tool that pumps lines both ways, e.g. soca
   floe ice --controlling --send hello --host-ip 192.0.2.10
   floe ice --controlled --echo --host-ip 192.0.2.10
 
-Loopback addresses cannot be host candidates (RFC 8445 section 5.1.1.1): on one machine, use
-one of its interface addresses, or a TURN server on loopback with --relay-only."
+Where UDP is blocked: a relayed candidate through TURN over TLS (RFC 8656 section 3.1),
+trusting the CA (or self-signed certificate) in ca.pem; the certificate must name the
+server (its DNS name as given in --turn, else its IP address):
+  floe ice --controlling --send hello --relay-only \\
+      --turn turn.example.org:443 --turn-tls --turn-ca ca.pem --turn-user U --turn-pass P
+Or ICE-TCP host candidates (RFC 6544), without UDP at all:
+  floe ice --controlling --send hello --tcp --no-udp --host-ip 192.0.2.10
+
+Loopback addresses are left out of the default host candidates (RFC 8445 section 5.1.1.1);
+an explicit --host-ip 127.0.0.1 is used, for two peers on one machine."
 )]
 pub struct Args {
     /// Take the controlling role: this peer nominates the selected pair.
@@ -62,9 +74,22 @@ pub struct Args {
     /// A STUN server for a server-reflexive candidate (HOST:PORT).
     #[arg(long, value_name = "HOST:PORT")]
     stun: Option<String>,
-    /// A TURN server (UDP) for a relayed candidate (HOST:PORT).
+    /// A TURN server for a relayed candidate (HOST:PORT), over UDP unless --turn-tcp or
+    /// --turn-tls.
     #[arg(long, value_name = "HOST:PORT", requires_all = ["turn_user", "turn_pass"])]
     turn: Option<String>,
+    /// Reach the --turn server over TCP instead of UDP (RFC 8656 section 3.1; the relayed
+    /// candidate is still UDP).
+    #[arg(long, requires = "turn", conflicts_with = "turn_tls")]
+    turn_tcp: bool,
+    /// Reach the --turn server over TLS instead of UDP (default port 5349; 443 gets through
+    /// most firewalls). Needs --turn-ca.
+    #[arg(long, requires = "turn")]
+    turn_tls: bool,
+    /// The CA certificate(s) to trust for --turn-tls, PEM (a self-signed server certificate
+    /// can be its own CA). Required: the platform's trust store is not used.
+    #[arg(long, value_name = "FILE", requires = "turn_tls")]
+    turn_ca: Option<PathBuf>,
     /// The TURN username.
     #[arg(long, value_name = "USER", requires = "turn")]
     turn_user: Option<String>,
@@ -74,6 +99,14 @@ pub struct Args {
     /// Use only the relayed candidate (needs --turn).
     #[arg(long, requires = "turn")]
     relay_only: bool,
+    /// ICE-TCP host candidates too (RFC 6544): per host address a passive one (listening)
+    /// and an active one (connecting; signalled with port 9). Not with --relay-only.
+    #[arg(long, conflicts_with = "relay_only")]
+    tcp: bool,
+    /// No UDP host candidates (needs --tcp): every pair is TCP. Not with --stun or --turn,
+    /// which gather from UDP host candidates.
+    #[arg(long, requires = "tcp", conflicts_with_all = ["stun", "turn"])]
+    no_udp: bool,
     /// A local address for a host candidate (repeatable; default: the machine's interface
     /// addresses, without loopback and link-local).
     #[arg(long = "host-ip", value_name = "IP")]
@@ -154,18 +187,74 @@ fn builder(args: &Args) -> Result<drivers::ice::Builder<drivers::ice::tokio::Tok
     let mut b = IceAgent::builder()
         .controlling(args.controlling)
         .relay_only(args.relay_only)
+        .tcp_candidates(args.tcp)
+        .udp_candidates(!args.no_udp)
         .ta(Duration::from_millis(args.ta_ms));
     if let Some(stun) = &args.stun {
         b = b.stun(resolve(stun).map_err(|e| format!("--stun {stun}: {e}"))?);
     }
     if let (Some(turn), Some(user), Some(pass)) = (&args.turn, &args.turn_user, &args.turn_pass) {
-        let server = resolve(turn).map_err(|e| format!("--turn {turn}: {e}"))?;
-        b = b.turn(server, user.clone(), pass.clone());
+        let (user, pass) = (user.clone(), pass.clone());
+        b = match (args.turn_tcp, args.turn_tls) {
+            (false, false) => b.turn(resolve_turn(turn, false)?, user, pass),
+            (true, _) => b.turn_tcp(resolve_turn(turn, false)?, user, pass),
+            (false, true) => {
+                let Some(ca) = &args.turn_ca else {
+                    return Err(
+                        "--turn-tls needs --turn-ca FILE, the CA certificate (PEM) that \
+                                signed the server's: the platform's trust store is not used"
+                            .into(),
+                    );
+                };
+                let server = resolve_turn(turn, true)?;
+                b = b.turn_tls(server, user, pass).turn_tls_ca(ca);
+                match host_name(turn) {
+                    Some(name) => b.turn_tls_name(server, name),
+                    None => b,
+                }
+            }
+        };
     }
     if !args.host_ip.is_empty() {
         b = b.host_ips(args.host_ip.iter().copied());
     }
     Ok(b)
+}
+
+/// Resolves `--turn`; over TLS, without a port, on the TURN-over-TLS port.
+fn resolve_turn(target: &str, tls: bool) -> Result<SocketAddr, String> {
+    let target = match tls && !has_port(target) {
+        true => match target.trim_matches(['[', ']']).parse::<IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, TURNS_PORT).to_string(),
+            Err(_) => format!("{target}:{TURNS_PORT}"),
+        },
+        false => target.to_string(),
+    };
+    resolve(&target).map_err(|e| format!("--turn {target}: {e}"))
+}
+
+/// True if `target` (`HOST:PORT`, `HOST`, `IP`, `[IPv6]:PORT`, `IPv6`) names a port.
+fn has_port(target: &str) -> bool {
+    if target.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    if target.trim_matches(['[', ']']).parse::<IpAddr>().is_ok() {
+        return false;
+    }
+    target
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+}
+
+/// The DNS name in `--turn`, for TLS to verify (`None` for an IP address: the certificate
+/// must then name the address).
+fn host_name(target: &str) -> Option<String> {
+    let host = match has_port(target) {
+        true => target.rsplit_once(':').map_or(target, |(h, _)| h),
+        false => target,
+    };
+    let host = host.trim_matches(['[', ']']);
+    (host.parse::<IpAddr>().is_err() && !host.is_empty()).then(|| host.to_string())
 }
 
 /// The peer's credentials as they trickle in.
@@ -293,9 +382,15 @@ async fn converse(args: &Args, agent: &IceAgent, deadline: Instant) -> Result<()
             c = &mut connecting, if !connected => {
                 exchange.connected(c.map_err(|e| Failure::new(EXIT_FAILED, e))?);
             }
-            data = exchange.recv() => {
-                exchange.received(data.map_err(|e| Failure::new(EXIT_FAILED, e))?).await?;
-            }
+            data = exchange.recv() => match data {
+                Ok(data) => exchange.received(data).await?,
+                // The peer closed first (over TCP that is at once): success stands.
+                Err(e) if exchange.succeeded() => {
+                    tracing::info!(error = %e, "connection ended after success");
+                    return Ok(());
+                }
+                Err(e) => return Err(Failure::new(EXIT_FAILED, e)),
+            },
             // Ctrl-C: still close properly, so that TURN allocations are deleted.
             _ = tokio::signal::ctrl_c() => return Err(Failure::new(EXIT_FAILED, "interrupted")),
             () = tokio::time::sleep_until(exchange.wake(deadline)) => {
@@ -333,6 +428,11 @@ impl<'a> Exchange<'a> {
         }
     }
 
+    /// True once the run succeeded (it only lingers now).
+    fn succeeded(&self) -> bool {
+        self.linger_until.is_some()
+    }
+
     /// When [`tick`](Self::tick) is next due.
     fn wake(&self, deadline: Instant) -> Instant {
         match (self.linger_until, &self.sending) {
@@ -348,7 +448,12 @@ impl<'a> Exchange<'a> {
                 "CONNECTED {} {}",
                 local.address, remote.address
             ));
-            tracing::info!(local = %local.kind, remote = %remote.kind, "selected pair");
+            tracing::info!(
+                local = %local.kind,
+                remote = %remote.kind,
+                transport = ?local.transport,
+                "selected pair"
+            );
         }
         self.connection = Some(c);
         let now = Instant::now();
@@ -430,5 +535,34 @@ impl<'a> Exchange<'a> {
             return Err(Failure::new(code, why));
         }
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turn_targets_over_tls() {
+        assert!(has_port("192.0.2.1:443") && has_port("[2001:db8::1]:443"));
+        assert!(has_port("turn.example.org:443"));
+        assert!(!has_port("192.0.2.1") && !has_port("2001:db8::1") && !has_port("localhost"));
+        assert_eq!(
+            resolve_turn("192.0.2.1", true).unwrap(),
+            "192.0.2.1:5349".parse().unwrap()
+        );
+        assert_eq!(
+            resolve_turn("192.0.2.1", false).unwrap(),
+            "192.0.2.1:3478".parse().unwrap()
+        );
+        assert_eq!(resolve_turn("localhost", true).unwrap().port(), 5349);
+        assert_eq!(
+            host_name("turn.example.org:443").as_deref(),
+            Some("turn.example.org")
+        );
+        assert_eq!(host_name("localhost").as_deref(), Some("localhost"));
+        assert_eq!(host_name("192.0.2.1:443"), None);
+        assert_eq!(host_name("[2001:db8::1]:443"), None);
+        assert_eq!(host_name("2001:db8::1"), None);
     }
 }

@@ -1,10 +1,12 @@
-//! `floe server`: a STUN and TURN server over UDP (RFC 8489, RFC 8656), with RFC 5780 NAT
-//! behaviour discovery when given a second address.
+//! `floe server`: a STUN and TURN server over UDP, TCP and TLS (RFC 8489, RFC 8656), with
+//! RFC 6062 TCP allocations on request and RFC 5780 NAT behaviour discovery when given a
+//! second address.
 //!
 //! With a user or a REST secret it runs floe's TURN server driver (worker threads, batched
-//! I/O, GSO); without either it serves STUN Binding only. Settings come from flags and/or a
-//! TOML file (see [`settings`]). It prints `listening udp ADDR` for every socket, a `stats`
-//! line every `--stats-interval` seconds and one on exit (Ctrl-C, SIGTERM, or the end of
+//! I/O, GSO, TCP and TLS listeners); without either it serves STUN Binding over UDP only.
+//! Settings come from flags and/or a TOML file (see [`settings`]). It prints `listening udp
+//! ADDR` (and `listening tcp ADDR`, `listening tls ADDR`) for every listener, a `stats` line
+//! every `--stats-interval` seconds and one on exit (Ctrl-C, SIGTERM, or the end of
 //! `--duration`), and logs allocations to stderr.
 
 mod report;
@@ -24,17 +26,26 @@ use std::time::{Duration, Instant};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Without --user or --secret the server answers STUN Binding requests only (TURN requests get
-400 Bad Request). With them it is a TURN server too.
+400 Bad Request). With them it is a TURN server too, over UDP and, with --listen-tcp and
+--listen-tls, over TCP and TLS (for networks that block UDP; TLS on port 443 passes most
+firewalls). --tcp-allocations adds RFC 6062 TCP relays to TCP peers.
 
 Examples:
   floe server --listen 127.0.0.1:3478 --realm example.org --user alice:wonderland --allow-loopback-peers
   floe server --listen 0.0.0.0:3478 --relay-ip 203.0.113.7 --secret s3cret --workers 2
+  floe server --listen 0.0.0.0:3478 --listen-tcp 0.0.0.0:3478 --listen-tls 0.0.0.0:443 \\
+      --cert /etc/floe/cert.pem --key /etc/floe/key.pem --relay-ip 203.0.113.7 --secret s3cret
   floe server --config /etc/floe/server.toml
 
 The TOML file takes the flags' names as keys; repeatable flags take arrays, switches take
 booleans. Flags given on the command line override the file (a repeated flag replaces the
 file's list):
   listen = [\"0.0.0.0:3478\"]
+  listen-tcp = [\"0.0.0.0:3478\"]
+  listen-tls = [\"0.0.0.0:443\"]
+  cert = \"/etc/floe/cert.pem\"
+  key = \"/etc/floe/key.pem\"
+  tcp-allocations = true
   relay-ip = [\"203.0.113.7\"]
   relay-ports = \"49152-65535\"
   realm = \"example.org\"
@@ -95,6 +106,12 @@ fn run_turn(
     let server = turn_server::spawn(options)?;
     for addr in server.local_addrs() {
         say(format_args!("listening udp {addr}"));
+    }
+    for addr in server.tcp_addrs() {
+        say(format_args!("listening tcp {addr}"));
+    }
+    for addr in server.tls_addrs() {
+        say(format_args!("listening tls {addr}"));
     }
     for r in &relays {
         say(format_args!(

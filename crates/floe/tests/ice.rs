@@ -196,3 +196,128 @@ fn a_missing_echo_exits_4() {
     assert_eq!(b.code, Some(0), "{b:?}");
     assert!(b.line("RECEIVED hello").is_some(), "{b:?}");
 }
+
+/// ICE-TCP only (`--tcp --no-udp`): every candidate is TCP (passive listeners, active ones
+/// on port 9), and the peers connect and echo over an RFC 4571-framed connection.
+#[test]
+fn two_floe_peers_connect_over_ice_tcp_only() {
+    let Some(ip) = own_ip("two_floe_peers_connect_over_ice_tcp_only") else {
+        return;
+    };
+    let ip = ip.to_string();
+    let tcp = ["--tcp", "--no-udp", "--host-ip", &ip];
+    let mut args_a = vec!["--controlling", "--send", "hello"];
+    let mut args_b = vec!["--controlled", "--echo"];
+    args_a.extend(tcp);
+    args_b.extend(tcp);
+    let (a, b) = pump(floe_ice(&args_a), floe_ice(&args_b), LIMIT);
+    assert_echoed(&a, &b);
+    for peer in [&a, &b] {
+        let candidates: Vec<&String> = peer
+            .signalling
+            .iter()
+            .filter(|l| l.starts_with("a=candidate:"))
+            .collect();
+        assert_eq!(candidates.len(), 2, "{candidates:?}");
+        assert!(
+            candidates.iter().all(|l| l.contains(" tcp ")),
+            "{candidates:?}"
+        );
+        assert!(
+            candidates[0].ends_with("typ host tcptype passive"),
+            "{candidates:?}"
+        );
+        assert!(
+            candidates[1].ends_with("typ host tcptype active"),
+            "{candidates:?}"
+        );
+    }
+    // The selected pair runs over one of the two connections: a's active candidate (named
+    // with port 9) to b's listener, or b's active candidate to a's listener.
+    let listener = |o: &peers::Outcome| -> u16 {
+        let line = o.signalling.iter().find(|l| l.contains("tcptype passive"));
+        let port = line.and_then(|l| l.split(' ').nth(5)?.parse().ok());
+        port.expect("a passive candidate")
+    };
+    let (local, remote) = a.connected().unwrap();
+    let a_to_b = local.port() == 9 && remote.port() == listener(&b);
+    let b_to_a = local.port() == listener(&a);
+    assert!(a_to_b || b_to_a, "{a:?}\n{b:?}");
+}
+
+#[test]
+fn tcp_and_tls_usage_errors_exit_2() {
+    for args in [
+        &["--controlling", "--no-udp"][..],
+        &[
+            "--controlling",
+            "--tcp",
+            "--relay-only",
+            "--turn",
+            "127.0.0.1:3478",
+        ],
+        &["--controlling", "--turn-tls"],
+        &["--controlling", "--turn-ca", "ca.pem"],
+        &[
+            "--controlling",
+            "--turn",
+            "127.0.0.1:3478",
+            "--turn-user",
+            "u",
+            "--turn-pass",
+            "p",
+            "--turn-tcp",
+            "--turn-tls",
+        ],
+        &[
+            "--controlling",
+            "--tcp",
+            "--no-udp",
+            "--stun",
+            "127.0.0.1:3478",
+        ],
+    ] {
+        let out = run_alone(floe_ice(args), "", true, LIMIT);
+        assert_eq!(out.code, Some(2), "{args:?}: {out:?}");
+    }
+    // TLS without a trust anchor: the platform's roots are not used, so say what is missing.
+    let out = run_alone(
+        floe_ice(&[
+            "--controlling",
+            "--turn",
+            "127.0.0.1:5349",
+            "--turn-user",
+            "u",
+            "--turn-pass",
+            "p",
+            "--turn-tls",
+        ]),
+        "",
+        true,
+        LIMIT,
+    );
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("--turn-tls needs --turn-ca"), "{out:?}");
+    // A trust anchor that cannot be read fails at start, with the reason.
+    let out = run_alone(
+        floe_ice(&[
+            "--controlling",
+            "--host-ip",
+            "127.0.0.1",
+            "--turn",
+            "127.0.0.1:5349",
+            "--turn-user",
+            "u",
+            "--turn-pass",
+            "p",
+            "--turn-tls",
+            "--turn-ca",
+            "/nonexistent/ca.pem",
+        ]),
+        "",
+        true,
+        LIMIT,
+    );
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.line("FAILED").unwrap().contains("ca.pem"), "{out:?}");
+}

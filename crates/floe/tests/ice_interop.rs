@@ -141,3 +141,94 @@ fn floe_peers_relay_only_through_coturn() {
     let (local, _) = a.connected().unwrap();
     assert_eq!(local.ip(), IpAddr::from([127, 0, 0, 1]));
 }
+
+/// Two `floe ice` relay-only through coturn, reaching it with `extra` TURN flags (`--turn`
+/// is `server`); returns the sender's outcome.
+fn floe_peers_relay_only_over(test: &str, server: SocketAddr, extra: &[&str]) -> Option<Outcome> {
+    let ip = own_ip(test)?.to_string();
+    let relay = relay_args(server);
+    let mut args_a = vec!["--controlling", "--send", "hello", "--host-ip", &ip];
+    let mut args_b = vec!["--controlled", "--echo", "--host-ip", &ip];
+    for args in [&mut args_a, &mut args_b] {
+        args.extend(relay.iter().map(String::as_str));
+        args.extend(extra);
+    }
+    let (a, b) = pump(floe_ice(&args_a), floe_ice(&args_b), LIMIT);
+    assert_echoed(&a, &b);
+    for peer in [&a, &b] {
+        let candidates: Vec<&String> = peer
+            .signalling
+            .iter()
+            .filter(|l| l.starts_with("a=candidate:"))
+            .collect();
+        assert!(!candidates.is_empty(), "{peer:?}");
+        assert!(
+            candidates
+                .iter()
+                .all(|l| l.contains(" udp ") && l.contains(" typ relay ")),
+            "{candidates:?}"
+        );
+    }
+    Some(a)
+}
+
+/// TURN over TLS (RFC 8656 §3.1): the relayed candidates come from allocations made over
+/// TLS connections to coturn's TLS port, which speaks nothing else; the certificate is the
+/// test's self-signed one, trusted with `--turn-ca`.
+#[test]
+fn floe_peers_relay_only_through_coturn_over_tls() {
+    let test = "floe_peers_relay_only_through_coturn_over_tls";
+    let Some(coturn) = Coturn::start_tls(test, &[]) else {
+        return;
+    };
+    let ca = coturn.cert.cert.to_string_lossy().into_owned();
+    let extra = ["--turn-tls", "--turn-ca", &ca];
+    let Some(a) = floe_peers_relay_only_over(test, coturn.tls_addr, &extra) else {
+        return;
+    };
+    let (local, remote) = a.connected().unwrap();
+    let loopback: IpAddr = [127, 0, 0, 1].into();
+    assert_eq!((local.ip(), remote.ip()), (loopback, loopback));
+}
+
+#[test]
+fn floe_peers_relay_only_through_coturn_over_tcp() {
+    let test = "floe_peers_relay_only_through_coturn_over_tcp";
+    let Some(coturn) = Coturn::start(test, &[]) else {
+        return;
+    };
+    floe_peers_relay_only_over(test, coturn.addr, &["--turn-tcp"]);
+}
+
+/// A TLS server whose certificate is not trusted gives no relayed candidate: with
+/// relay-only there is nothing to connect with, and the peer says why it failed.
+#[test]
+fn floe_ice_refuses_an_untrusted_tls_turn_server() {
+    let test = "floe_ice_refuses_an_untrusted_tls_turn_server";
+    let Some(coturn) = Coturn::start_tls(test, &[]) else {
+        return;
+    };
+    let Some(other) = floe_tests::interop::SelfSignedCert::make(test) else {
+        return;
+    };
+    let Some(ip) = own_ip(test) else { return };
+    let ip = ip.to_string();
+    let ca = other.cert.to_string_lossy().into_owned();
+    let mut args = vec!["--controlling", "--host-ip", &ip, "--timeout", "5"];
+    let relay = relay_args(coturn.tls_addr);
+    args.extend(relay.iter().map(String::as_str));
+    args.extend(["--turn-tls", "--turn-ca", &ca]);
+    let out = peers::run_alone(floe_ice(&args), "", false, LIMIT);
+    // Gathering ends without a candidate (end-of-candidates at once after the failure).
+    assert!(
+        !out.signalling.iter().any(|l| l.starts_with("a=candidate:")),
+        "{out:?}"
+    );
+    assert!(
+        out.signalling.iter().any(|l| l == "a=end-of-candidates"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("invalid peer certificate"), "{out:?}");
+    // Stdin stays open (no end-of-candidates from a peer): ICE times out.
+    assert_eq!(out.code, Some(3), "{out:?}");
+}

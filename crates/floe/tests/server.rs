@@ -6,7 +6,8 @@ mod common;
 
 use common::{FloeServer, free_port_below_relays, stat};
 use drivers::turn::Session;
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::Command;
 use std::time::Duration;
 use turn_proto::client::ClientConfig;
@@ -180,6 +181,84 @@ fn bad_settings_exit_1_with_a_reason() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
+    // TLS without a certificate; a certificate that is not there; TCP without TURN.
+    for (args, reason) in [
+        (
+            &["--listen-tls", "127.0.0.1:0", "--user", "a:b"][..],
+            "--cert",
+        ),
+        (
+            &[
+                "--listen-tls",
+                "127.0.0.1:0",
+                "--user",
+                "a:b",
+                "--cert",
+                "/nonexistent/cert.pem",
+                "--key",
+                "/nonexistent/key.pem",
+            ][..],
+            "/nonexistent/cert.pem",
+        ),
+        (&["--listen-tcp", "127.0.0.1:0"][..], "--user"),
+    ] {
+        let out = floe()
+            .arg("server")
+            .args(args)
+            .args(["--duration", "1"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(reason), "{args:?}: {stderr}");
+    }
+}
+
+/// The address after `listening PROTO ` in the server's output.
+fn listening(output: &[String], proto: &str) -> Vec<SocketAddr> {
+    let prefix = format!("listening {proto} ");
+    output
+        .iter()
+        .filter_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn tcp_listener_serves_turn_and_prints_its_address() {
+    // TCP only (no UDP listener), port 0: the line tells the port.
+    let server = FloeServer::start(&[
+        "--listen-tcp",
+        "127.0.0.1:0",
+        "--user",
+        "alice:wonderland",
+        "--relay-ports",
+        "27100-27199",
+        "--tcp-allocations",
+    ]);
+    assert!(server.listening.is_empty(), "{:?}", server.output);
+    let tcp = listening(&server.output, "tcp");
+    assert_eq!(tcp.len(), 1, "{:?}", server.output);
+    assert_eq!(tcp[0].ip().to_string(), "127.0.0.1");
+    assert_ne!(tcp[0].port(), 0);
+    // A Binding request over TCP gets its success response on the same connection.
+    let mut stream = TcpStream::connect(tcp[0]).unwrap();
+    stream.set_read_timeout(Some(T)).unwrap();
+    let mut request = vec![0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42];
+    request.extend_from_slice(&[9; 12]);
+    stream.write_all(&request).unwrap();
+    let mut header = [0u8; 20];
+    stream.read_exact(&mut header).unwrap();
+    assert_eq!(&header[..2], &[0x01, 0x01], "Binding success");
+    assert_eq!(&header[8..], &[9; 12], "same transaction");
+    let mut rest = vec![0u8; usize::from(u16::from_be_bytes([header[2], header[3]]))];
+    stream.read_exact(&mut rest).unwrap();
+    drop(stream);
+
+    let (status, output) = server.signal_and_wait("TERM");
+    assert!(status.success());
+    assert_eq!(stat(&output, "stream_bytes_in"), 20);
+    assert_eq!(stat(&output, "stream_bytes_out"), 20 + rest.len() as u64);
+    assert_eq!(stat(&output, "tcp_connections"), 0);
 }
 
 #[test]
@@ -209,6 +288,12 @@ fn help_explains_the_server() {
         "--stats-interval",
         "--alternate-ip",
         "--duration",
+        "--listen-tcp <ADDR>",
+        "--listen-tls <ADDR>",
+        "--cert <FILE>",
+        "--key <FILE>",
+        "--tcp-allocations",
+        "listen-tls = ",
         "STUN only",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");

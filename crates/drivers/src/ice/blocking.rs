@@ -1,9 +1,10 @@
-//! The blocking flavour: one loop ([`crate::blocking::Runner`]) that runs inside the calls.
+//! The blocking flavour: one loop that runs inside the calls, fed by a thread per socket
+//! (UDP readers, TCP listeners, connection readers that frame their streams).
 //!
 //! The agent makes progress only while one of its blocking calls runs
 //! ([`IceAgent::next_candidate`], [`IceAgent::poll`], [`IceAgent::connect`],
-//! [`IceConnection::recv`], [`IceConnection::poll`], `close`); datagrams that arrive in
-//! between wait in the socket readers' queue. Call one of them regularly: consent freshness
+//! [`IceConnection::recv`], [`IceConnection::poll`], `close`); datagrams, frames and
+//! accepted connections that arrive in between wait in the threads' queue. Call one of them regularly: consent freshness
 //! (RFC 7675) needs an answer at least every 30 s.
 //!
 //! ```no_run
@@ -32,10 +33,13 @@
 //! # }
 //! ```
 
-use super::builder::{Builder, Prepared};
+mod driver;
+
+use super::builder::Builder;
 use super::{AgentMachine, IceError, IceOutput, LocalCandidate};
-use crate::blocking::{Runner, Stopped};
+use crate::blocking::Stopped;
 use crate::os;
+use driver::Driver;
 use ice_core::{Agent, Candidate, ConnectionState, Credentials, Event};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -53,14 +57,10 @@ pub struct Blocking;
 impl Builder<Blocking> {
     /// Binds the host sockets and starts the agent.
     pub fn build(self) -> Result<IceAgent, IceError> {
-        let Prepared { machine, sockets } = self.prepare(os::now())?;
-        let credentials = machine.agent().local_credentials().clone();
-        let mut runner = Runner::new(machine);
-        for socket in sockets {
-            runner.add_socket(socket)?;
-        }
+        let prepared = self.prepare(os::now())?;
+        let credentials = prepared.machine.agent().local_credentials().clone();
         Ok(IceAgent {
-            runner,
+            driver: Driver::start(prepared)?,
             credentials,
             inbox: Inbox::default(),
             close_timeout: self.close_timeout,
@@ -106,7 +106,7 @@ impl Inbox {
 /// sockets at once and leaves its TURN allocations to expire on the servers.
 #[derive(Debug)]
 pub struct IceAgent {
-    runner: Runner<AgentMachine>,
+    driver: Driver,
     credentials: Credentials,
     inbox: Inbox,
     close_timeout: Duration,
@@ -123,9 +123,9 @@ impl IceAgent {
         &self.credentials
     }
 
-    /// The host sockets' addresses.
+    /// The host sockets' addresses (UDP sockets, then TCP listeners).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.runner.local_addrs()
+        self.driver.local_addrs()
     }
 
     /// The connection state.
@@ -135,7 +135,7 @@ impl IceAgent {
 
     /// The agent, for its getters (pairs, statistics, candidates).
     pub fn agent(&self) -> &Agent {
-        self.runner.machine().agent()
+        self.driver.machine().agent()
     }
 
     /// The next local candidate, waiting at most `timeout`; `None` once gathering is over
@@ -192,8 +192,8 @@ impl IceAgent {
     /// Closes the agent: its TURN allocations are deleted, waiting (at most the builder's
     /// `close_timeout`) for the servers to answer.
     pub fn close(mut self) -> Result<(), IceError> {
-        self.runner.machine_mut().close(os::now());
-        self.runner.flush();
+        self.driver.machine_mut().close(os::now());
+        self.driver.flush();
         if !self.run_until(self.close_timeout, |i| i.released)? {
             tracing::debug!("TURN allocations not confirmed released in time");
         }
@@ -206,8 +206,8 @@ impl IceAgent {
         &mut self,
         f: impl FnOnce(&mut AgentMachine, Instant) -> Result<(), IceError>,
     ) -> Result<(), IceError> {
-        let result = f(self.runner.machine_mut(), os::now());
-        self.runner.flush();
+        let result = f(self.driver.machine_mut(), os::now());
+        self.driver.flush();
         result
     }
 
@@ -221,15 +221,13 @@ impl IceAgent {
             return Ok(true);
         }
         let inbox = &mut self.inbox;
-        let stopped = self
-            .runner
-            .run(Some(Instant::now() + timeout), |_, output| {
-                inbox.take(output);
-                match done(inbox) {
-                    true => ControlFlow::Break(()),
-                    false => ControlFlow::Continue(()),
-                }
-            })?;
+        let stopped = self.driver.run(Some(Instant::now() + timeout), |output| {
+            inbox.take(output);
+            match done(inbox) {
+                true => ControlFlow::Break(()),
+                false => ControlFlow::Continue(()),
+            }
+        })?;
         Ok(stopped == Stopped::Break)
     }
 }
@@ -245,7 +243,7 @@ pub struct IceConnection {
 impl IceConnection {
     /// The selected pair, `(local, remote)`: it may change while the peer still nominates.
     pub fn selected_pair(&self) -> (Candidate, Candidate) {
-        let machine = self.agent.runner.machine();
+        let machine = self.agent.driver.machine();
         machine
             .selected_pair()
             .or(self.agent.inbox.selected)
@@ -259,8 +257,8 @@ impl IceConnection {
 
     /// Sends one datagram to the peer.
     pub fn send(&mut self, data: &[u8]) -> Result<(), IceError> {
-        let t = self.agent.runner.machine_mut().send(os::now(), data)?;
-        self.agent.runner.send_transmit(&t);
+        let t = self.agent.driver.machine_mut().send(os::now(), data)?;
+        self.agent.driver.send_transmit(&t);
         Ok(())
     }
 

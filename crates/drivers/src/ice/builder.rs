@@ -3,10 +3,23 @@
 use super::{AgentMachine, IceError};
 use crate::net::{AddressFilter, bind_udp, host_addresses};
 use crate::os;
+use crate::turn::tls::client_config_from_pem;
 use core::marker::PhantomData;
-use ice_core::{Agent, AgentConfig, Role, TransportProtocol, TurnServer};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use ice_core::{Agent, AgentConfig, Role, StreamId, TcpType, TransportProtocol, TurnServer};
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Where the trust for TURN over TLS comes from.
+#[derive(Clone, Debug)]
+enum TlsSource {
+    /// A PEM file of CA certificates, read at `build`.
+    File(PathBuf),
+    /// A ready configuration.
+    Config(Arc<rustls::ClientConfig>),
+}
 
 /// Settings for an ICE agent on real sockets, from
 /// [`blocking::IceAgent::builder`](crate::ice::blocking::IceAgent::builder) or
@@ -14,13 +27,16 @@ use std::time::{Duration, Instant};
 /// [`Blocking`](crate::ice::blocking::Blocking), whose `build` blocks, or `Tokio`, whose
 /// `build` is async.
 ///
-/// The defaults: controlled, no servers, host candidates on every interface address,
-/// RFC 8445's timers (Ta = 50 ms).
+/// The defaults: controlled, no servers, UDP host candidates on every interface address (no
+/// TCP ones), RFC 8445's timers (Ta = 50 ms).
 #[derive(Clone, Debug)]
 pub struct Builder<F> {
     pub(super) config: AgentConfig,
     host_ips: Option<Vec<IpAddr>>,
     filter: AddressFilter,
+    udp: bool,
+    tcp: bool,
+    tls: Option<TlsSource>,
     pub(super) relay_only: bool,
     seed: Option<u64>,
     pub(super) close_timeout: Duration,
@@ -37,6 +53,9 @@ impl<F> Default for Builder<F> {
             },
             host_ips: None,
             filter: AddressFilter::default(),
+            udp: true,
+            tcp: false,
+            tls: None,
             relay_only: false,
             seed: None,
             close_timeout: Duration::from_secs(2),
@@ -51,7 +70,12 @@ const RELAY_ONLY_NOMINATION: Duration = Duration::from_millis(100);
 /// The agent with its host candidates added, and their sockets.
 pub(super) struct Prepared {
     pub(super) machine: AgentMachine,
+    /// The sockets of the UDP host candidates.
     pub(super) sockets: Vec<UdpSocket>,
+    /// The listening sockets of the passive TCP host candidates.
+    pub(super) listeners: Vec<TcpListener>,
+    /// Trust for TURN servers over TLS.
+    pub(super) tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl<F> Builder<F> {
@@ -84,6 +108,88 @@ impl<F> Builder<F> {
             username: username.into(),
             password: password.into(),
         });
+        self
+    }
+
+    /// A TURN server over TCP (RFC 8656 §3.1), for networks that let no UDP out (repeatable).
+    /// The agent asks for a connection per UDP host candidate; the relayed candidate is
+    /// still UDP (ranked below those of UDP servers).
+    pub fn turn_tcp(
+        self,
+        server: SocketAddr,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.turn_over(server, TransportProtocol::Tcp, username, password)
+    }
+
+    /// A TURN server over TLS (often on port 443, where nothing else gets out; repeatable).
+    /// Needs a trust anchor: [`turn_tls_ca`](Self::turn_tls_ca) or
+    /// [`turn_tls_config`](Self::turn_tls_config). The certificate is checked against the
+    /// name given with [`turn_tls_name`](Self::turn_tls_name), or else the server's IP
+    /// address.
+    pub fn turn_tls(
+        self,
+        server: SocketAddr,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.turn_over(server, TransportProtocol::Tls, username, password)
+    }
+
+    fn turn_over(
+        mut self,
+        server: SocketAddr,
+        transport: TransportProtocol,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.config.turn_servers.push(TurnServer {
+            server,
+            transport,
+            username: username.into(),
+            password: password.into(),
+        });
+        self
+    }
+
+    /// The DNS name a TLS TURN server's certificate is checked against (and sent in SNI)
+    /// (`AgentConfig::turn_server_names`).
+    pub fn turn_tls_name(mut self, server: SocketAddr, name: impl Into<String>) -> Self {
+        self.config.turn_server_names.push((server, name.into()));
+        self
+    }
+
+    /// Trust the certificate authorities in this PEM file for TURN over TLS (read at
+    /// `build`). The platform's trust store is never used. A self-signed server certificate
+    /// given here is accepted as pinned.
+    pub fn turn_tls_ca(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls = Some(TlsSource::File(path.into()));
+        self
+    }
+
+    /// The rustls configuration for TURN over TLS (roots, verifier, versions), instead of
+    /// [`turn_tls_ca`](Self::turn_tls_ca).
+    pub fn turn_tls_config(mut self, config: impl Into<Arc<rustls::ClientConfig>>) -> Self {
+        self.tls = Some(TlsSource::Config(config.into()));
+        self
+    }
+
+    /// ICE-TCP host candidates (RFC 6544) besides the UDP ones: on each host address a
+    /// passive candidate (a listening socket; connections the peer opens are accepted) and
+    /// an active one (connections opened to the peer's passive candidates, from ephemeral
+    /// ports; signalled with port 9). They rank below UDP candidates. Not with
+    /// [`relay_only`](Self::relay_only).
+    pub fn tcp_candidates(mut self, tcp: bool) -> Self {
+        self.tcp = tcp;
+        self
+    }
+
+    /// UDP host candidates (default on). Off, with [`tcp_candidates`](Self::tcp_candidates)
+    /// on, the agent has TCP host candidates only: no STUN or TURN gathering (both start
+    /// from UDP host candidates), and every pair is TCP.
+    pub fn udp_candidates(mut self, udp: bool) -> Self {
+        self.udp = udp;
         self
     }
 
@@ -140,7 +246,48 @@ impl<F> Builder<F> {
 
     /// Binds the host sockets and creates the agent with their candidates.
     pub(super) fn prepare(&self, now: Instant) -> Result<Prepared, IceError> {
-        let ips = match &self.host_ips {
+        let ips = self.ips()?;
+        let config = self.agent_config(&ips)?;
+        let tls = match &self.tls {
+            Some(TlsSource::File(path)) => Some(client_config_from_pem(path)?),
+            Some(TlsSource::Config(c)) => Some(c.clone()),
+            None if uses_tls(&config) => {
+                return Err(invalid(
+                    "TURN over TLS needs a trust anchor (turn_tls_ca or turn_tls_config)",
+                ));
+            }
+            None => None,
+        };
+        let seed = match self.seed {
+            Some(s) => s,
+            None => os::seed()?,
+        };
+        let mut agent = Agent::new(config, seed, now);
+        let stream = agent.add_stream(1).map_err(|_| IceError::Closed)?;
+        let mut hosts = Hosts::default();
+        for ip in ips {
+            if self.udp {
+                hosts.add_udp(&mut agent, now, stream, ip);
+            }
+            if self.tcp {
+                hosts.add_tcp(&mut agent, now, stream, ip);
+            }
+        }
+        if hosts.sockets.is_empty() && hosts.listeners.is_empty() {
+            return Err(hosts.refused.unwrap_or(IceError::NoHostCandidates));
+        }
+        agent.finish_host_candidates(now);
+        Ok(Prepared {
+            machine: AgentMachine::new(agent, stream, self.relay_only),
+            sockets: hosts.sockets,
+            listeners: hosts.listeners,
+            tls,
+        })
+    }
+
+    /// The host addresses: the given ones, or the interfaces' in RFC 8421 order.
+    fn ips(&self) -> Result<Vec<IpAddr>, IceError> {
+        Ok(match &self.host_ips {
             Some(ips) => ips.clone(),
             None => {
                 let mut ips = host_addresses(self.filter)?;
@@ -151,16 +298,26 @@ impl<F> Builder<F> {
                 ips.sort_by_key(|ip| ip.is_ipv6() != prefer_ipv6);
                 ips
             }
-        };
+        })
+    }
+
+    /// The agent's configuration, with what the builder's settings imply.
+    fn agent_config(&self, ips: &[IpAddr]) -> Result<AgentConfig, IceError> {
         let mut config = self.config.clone();
         if self.host_ips.is_some() && ips.iter().any(|ip| ip.to_canonical().is_loopback()) {
             config.allow_loopback = true;
         }
+        if !self.udp && !self.tcp {
+            return Err(invalid("neither UDP nor TCP host candidates"));
+        }
         if self.relay_only && config.turn_servers.is_empty() {
-            return Err(IceError::Io(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "relay-only needs a TURN server",
-            )));
+            return Err(invalid("relay-only needs a TURN server"));
+        }
+        if self.relay_only && (self.tcp || !self.udp) {
+            // Relayed candidates come from UDP host candidates; TCP ones would be dropped.
+            return Err(invalid(
+                "relay-only takes UDP host candidates and no TCP ones",
+            ));
         }
         if self.relay_only {
             // Server-reflexive candidates would not be used (as in WebRTC's relay policy).
@@ -169,38 +326,80 @@ impl<F> Builder<F> {
             // the relay-only firewall: waiting the usual second for them gains nothing.
             config.nomination_timeout = config.nomination_timeout.min(RELAY_ONLY_NOMINATION);
         }
-        let seed = match self.seed {
-            Some(s) => s,
-            None => os::seed()?,
-        };
-        let mut agent = Agent::new(config, seed, now);
-        let stream = agent.add_stream(1).map_err(|_| IceError::Closed)?;
-        let mut sockets = Vec::new();
-        let mut refused = None;
-        for ip in ips {
-            let socket = match bind_udp(SocketAddr::new(ip, 0), false) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(%ip, error = %e, "cannot bind a host candidate");
-                    continue;
-                }
-            };
-            let local = socket.local_addr()?;
-            match agent.add_host_candidate(now, stream, 1, local, TransportProtocol::Udp) {
-                Ok(_) => sockets.push(socket),
-                Err(e) => {
-                    tracing::warn!(%local, error = %e, "host candidate refused");
-                    refused = Some(IceError::HostCandidate(local, e));
-                }
-            }
-        }
-        if sockets.is_empty() {
-            return Err(refused.unwrap_or(IceError::NoHostCandidates));
-        }
-        agent.finish_host_candidates(now);
-        Ok(Prepared {
-            machine: AgentMachine::new(agent, stream, self.relay_only),
-            sockets,
-        })
+        Ok(config)
     }
 }
+
+fn invalid(why: &str) -> IceError {
+    IceError::Io(io::Error::new(io::ErrorKind::InvalidInput, why))
+}
+
+/// True if a TURN server is to be reached over TLS.
+fn uses_tls(config: &AgentConfig) -> bool {
+    config
+        .turn_servers
+        .iter()
+        .any(|t| t.transport == TransportProtocol::Tls)
+}
+
+/// The host candidates' sockets as they are bound and added.
+#[derive(Default)]
+struct Hosts {
+    sockets: Vec<UdpSocket>,
+    listeners: Vec<TcpListener>,
+    /// The last refusal, reported if no candidate at all could be added.
+    refused: Option<IceError>,
+}
+
+impl Hosts {
+    fn add_udp(&mut self, agent: &mut Agent, now: Instant, stream: StreamId, ip: IpAddr) {
+        let socket = match bind_udp(SocketAddr::new(ip, 0), false) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%ip, error = %e, "cannot bind a host candidate");
+                return;
+            }
+        };
+        let Ok(local) = socket.local_addr() else {
+            return;
+        };
+        match agent.add_host_candidate(now, stream, 1, local, TransportProtocol::Udp) {
+            Ok(_) => self.sockets.push(socket),
+            Err(e) => {
+                tracing::warn!(%local, error = %e, "host candidate refused");
+                self.refused = Some(IceError::HostCandidate(local, e));
+            }
+        }
+    }
+
+    /// RFC 6544 §5.1: a passive candidate on a listening socket, and an active one. The
+    /// active candidate is named by its IP with port 9, as it is signalled (§4.5): unique
+    /// among the TCP candidates, since no listener binds port 9 here.
+    fn add_tcp(&mut self, agent: &mut Agent, now: Instant, stream: StreamId, ip: IpAddr) {
+        let listener = match TcpListener::bind(SocketAddr::new(ip, 0)) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(%ip, error = %e, "cannot listen for a TCP host candidate");
+                return;
+            }
+        };
+        let Ok(local) = listener.local_addr() else {
+            return;
+        };
+        match agent.add_tcp_host_candidate(now, stream, 1, local, TcpType::Passive) {
+            Ok(_) => self.listeners.push(listener),
+            Err(e) => {
+                tracing::warn!(%local, error = %e, "TCP host candidate refused");
+                self.refused = Some(IceError::HostCandidate(local, e));
+                return;
+            }
+        }
+        let active = SocketAddr::new(ip, ACTIVE_PORT);
+        if let Err(e) = agent.add_tcp_host_candidate(now, stream, 1, active, TcpType::Active) {
+            tracing::warn!(%active, error = %e, "active TCP host candidate refused");
+        }
+    }
+}
+
+/// The port an active TCP candidate is signalled with (RFC 6544 §4.5), used as its name.
+const ACTIVE_PORT: u16 = 9;

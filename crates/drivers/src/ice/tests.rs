@@ -155,6 +155,39 @@ mod on_tokio {
     }
 
     #[::tokio::test(flavor = "current_thread")]
+    async fn tokio_agents_connect_over_tcp_only() {
+        let Some(ip) = own_ip() else { return };
+        let tcp = || {
+            IceAgent::builder()
+                .host_ips([ip])
+                .tcp_candidates(true)
+                .udp_candidates(false)
+        };
+        let a = tcp().controlling(true).build().await.unwrap();
+        let b = tcp().build().await.unwrap();
+        let kinds = connect_pair(a, b).await;
+        assert_eq!(kinds, (CandidateType::Host, CandidateType::Host));
+    }
+
+    #[::tokio::test(flavor = "current_thread")]
+    async fn with_udp_and_tcp_the_udp_pair_wins() {
+        let Some(ip) = own_ip() else { return };
+        let both = || IceAgent::builder().host_ips([ip]).tcp_candidates(true);
+        let a = both().controlling(true).build().await.unwrap();
+        let b = both().build().await.unwrap();
+        let (a, b) = (Arc::new(a), Arc::new(b));
+        ::tokio::spawn(signal(a.clone(), b.clone()));
+        ::tokio::spawn(signal(b.clone(), a.clone()));
+        let c = ::tokio::time::timeout(10 * SECOND, a.connect())
+            .await
+            .expect("connected in time")
+            .unwrap();
+        let (local, _) = c.selected_pair().unwrap();
+        assert_eq!(local.transport, ice_core::TransportProtocol::Udp);
+        ::tokio::join!(a.close(), b.close());
+    }
+
+    #[::tokio::test(flavor = "current_thread")]
     async fn relay_only_goes_through_turn_and_close_deletes_the_allocation() {
         let Some(ip) = own_ip() else { return };
         let mut config = ServerConfig::new("floe.test");
@@ -188,5 +221,97 @@ mod on_tokio {
         assert_eq!(stats.core.allocations, 0, "{stats:?}");
         assert_eq!(stats.core.expired_allocations, 0, "deleted, not expired");
         assert!(stats.core.to_peer.packets > 0);
+    }
+}
+
+/// ICE-TCP only (RFC 6544): passive and active TCP candidates, no UDP at all.
+mod ice_tcp {
+    use super::*;
+    use ice_core::TransportProtocol;
+
+    fn tcp_only(controlling: bool) -> blocking::IceAgent {
+        blocking::IceAgent::builder()
+            .controlling(controlling)
+            .host_ips([IpAddr::from([127, 0, 0, 1])])
+            .tcp_candidates(true)
+            .udp_candidates(false)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn tcp_candidates_are_a_listener_and_an_active_one() {
+        let mut agent = tcp_only(false);
+        let candidates = gather(&mut agent);
+        let lines: Vec<String> = candidates.iter().map(LocalCandidate::sdp).collect();
+        assert_eq!(candidates.len(), 2, "{lines:?}");
+        assert!(lines.iter().all(|l| l.contains(" tcp ")), "{lines:?}");
+        assert!(lines[0].ends_with("typ host tcptype passive"), "{lines:?}");
+        assert_eq!(candidates[0].candidate.address, agent.local_addrs()[0]);
+        assert!(
+            lines[1].contains(" 127.0.0.1 9 typ host tcptype active"),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn relay_only_refuses_tcp_candidates() {
+        let built = blocking::IceAgent::builder()
+            .host_ips([IpAddr::from([127, 0, 0, 1])])
+            .turn("127.0.0.1:3478".parse().unwrap(), "u", "p")
+            .relay_only(true)
+            .tcp_candidates(true)
+            .build();
+        assert!(matches!(built, Err(IceError::Io(_))), "{built:?}");
+    }
+
+    #[test]
+    fn tls_turn_without_a_trust_anchor_is_refused() {
+        let built = blocking::IceAgent::builder()
+            .host_ips([IpAddr::from([127, 0, 0, 1])])
+            .turn_tls("127.0.0.1:5349".parse().unwrap(), "u", "p")
+            .build();
+        match built {
+            Err(IceError::Io(e)) => assert!(e.to_string().contains("trust anchor"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn blocking_agents_connect_over_tcp_only() {
+        let (mut a, mut b) = (tcp_only(true), tcp_only(false));
+        let (ca, cb) = (gather(&mut a), gather(&mut b));
+        let (creds_a, creds_b) = (a.local_credentials().clone(), b.local_credentials().clone());
+        a.set_remote_credentials(&creds_b.ufrag, &creds_b.pwd)
+            .unwrap();
+        b.set_remote_credentials(&creds_a.ufrag, &creds_a.pwd)
+            .unwrap();
+        for c in &cb {
+            a.add_remote_candidate(&c.sdp()).unwrap();
+        }
+        for c in &ca {
+            b.add_remote_candidate(&c.sdp()).unwrap();
+        }
+        a.end_of_remote_candidates().unwrap();
+        b.end_of_remote_candidates().unwrap();
+        let echo = std::thread::spawn(move || {
+            let mut conn = b.connect(10 * SECOND).unwrap();
+            let got = conn.recv(5 * SECOND).unwrap();
+            conn.send(&got).unwrap();
+            conn.poll(SECOND / 5).unwrap();
+            conn.close().unwrap();
+            got
+        });
+        let mut conn = a.connect(10 * SECOND).unwrap();
+        let (local, remote) = conn.selected_pair();
+        assert_eq!(
+            (local.transport, remote.transport),
+            (TransportProtocol::Tcp, TransportProtocol::Tcp)
+        );
+        conn.send(b"over tcp").unwrap();
+        assert_eq!(conn.recv(5 * SECOND).unwrap(), b"over tcp");
+        assert_eq!(echo.join().unwrap(), b"over tcp");
+        assert!(conn.agent().stats().tcp_connects > 0);
+        conn.close().unwrap();
     }
 }

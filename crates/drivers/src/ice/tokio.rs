@@ -37,17 +37,18 @@
 //! # }
 //! ```
 
+mod streams;
 mod task;
 
 use super::builder::{Builder, Prepared};
 use super::{IceError, LocalCandidate};
 use crate::os;
-use ::tokio::net::UdpSocket;
+use ::tokio::net::{TcpListener, UdpSocket};
 use ::tokio::sync::{Mutex, mpsc, oneshot, watch};
 use ice_core::{Candidate, ConnectionState, Credentials, PairInfo, Stats};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use task::{Command, Task};
+use task::{Command, Sockets, Task};
 
 /// Data datagrams queued for [`IceConnection::recv`]; more are dropped, as a full socket
 /// buffer would.
@@ -62,7 +63,12 @@ pub struct Tokio;
 impl Builder<Tokio> {
     /// Binds the host sockets and starts the agent's task on the current tokio runtime.
     pub async fn build(self) -> Result<IceAgent, IceError> {
-        let Prepared { machine, sockets } = self.prepare(os::now())?;
+        let Prepared {
+            machine,
+            sockets,
+            listeners,
+            tls,
+        } = self.prepare(os::now())?;
         let credentials = machine.agent().local_credentials().clone();
         let mut bound = Vec::with_capacity(sockets.len());
         for socket in sockets {
@@ -70,7 +76,17 @@ impl Builder<Tokio> {
             let local = socket.local_addr()?;
             bound.push((local, UdpSocket::from_std(socket)?));
         }
-        let local_addrs = bound.iter().map(|(a, _)| *a).collect();
+        let mut listening = Vec::with_capacity(listeners.len());
+        for listener in listeners {
+            listener.set_nonblocking(true)?;
+            let local = listener.local_addr()?;
+            listening.push((local, TcpListener::from_std(listener)?));
+        }
+        let local_addrs = bound
+            .iter()
+            .map(|(a, _)| *a)
+            .chain(listening.iter().map(|(a, _)| *a))
+            .collect();
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (candidate_tx, candidates) = mpsc::unbounded_channel();
         let (data_tx, data) = mpsc::channel(DATA_QUEUE);
@@ -81,7 +97,11 @@ impl Builder<Tokio> {
         });
         let task = Task::new(
             machine,
-            bound,
+            Sockets {
+                udp: bound,
+                listeners: listening,
+                tls,
+            },
             command_rx,
             candidate_tx,
             data_tx,
@@ -194,7 +214,7 @@ impl IceAgent {
         &self.inner.credentials
     }
 
-    /// The host sockets' addresses.
+    /// The host sockets' addresses (UDP sockets, then TCP listeners).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.inner.local_addrs
     }

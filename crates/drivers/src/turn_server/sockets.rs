@@ -224,6 +224,11 @@ impl Sockets {
         })
     }
 
+    /// True if `addr` lies in one of this worker's relay ranges.
+    pub(super) fn is_relay_address(&self, addr: SocketAddr) -> bool {
+        self.relay_slot(addr).is_some()
+    }
+
     /// The socket a datagram with `source` leaves from: a relay socket, a listener bound
     /// to `source`, or a wildcard listener on its port (then with `source`'s IP as the
     /// packet's source).

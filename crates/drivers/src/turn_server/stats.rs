@@ -1,7 +1,7 @@
-//! Counters: the protocol core's [`ServerStats`] and the driver's own socket counters,
-//! published by each worker and summed by the handle.
+//! Counters: the protocol core's [`ServerStats`] and the driver's own socket and stream
+//! counters, published by each worker and summed by the handle.
 
-use turn_proto::server::{Drops, ErrorCounts, ServerStats, Traffic};
+use turn_proto::server::{Drops, ErrorCounts, ServerStats, TcpStats, Traffic};
 
 /// What the driver counts about its sockets (the protocol counts are in [`ServerStats`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -44,6 +44,71 @@ impl IoStats {
     }
 }
 
+/// What the driver counts about TCP and TLS: client connections on the stream listeners,
+/// RFC 6062 peer connections and the bridges between them. (The core counts Connects,
+/// ConnectionAttempts and ConnectionBinds in [`ServerStats::tcp`].)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StreamStats {
+    /// Client connections over TCP open now.
+    pub tcp_connections: usize,
+    /// Client connections over TLS open now (handshaking ones included).
+    pub tls_connections: usize,
+    /// RFC 6062 peer connections open now (connecting, waiting for their ConnectionBind, or
+    /// bridged).
+    pub peer_connections: usize,
+    /// Of them, those bridged to a client data connection.
+    pub bridges: usize,
+    /// RFC 6062 relay listeners (TCP relayed addresses) open now.
+    pub tcp_relays: usize,
+    /// Client connections accepted.
+    pub accepted: u64,
+    /// Connections (client or peer) closed at once because the worker had
+    /// [`max_connections`](super::TurnServerOptions::max_connections).
+    pub refused: u64,
+    /// TURN bytes read from client connections (plaintext; bridged bytes not included).
+    pub bytes_in: u64,
+    /// TURN bytes queued to client connections (plaintext; bridged bytes not included).
+    pub bytes_out: u64,
+    /// Bytes copied across bridges, both directions.
+    pub bridged_bytes: u64,
+    /// Relayed datagrams not queued to a client connection whose queue was full (a client
+    /// that does not read loses datagrams, as over UDP).
+    pub dropped_datagrams: u64,
+    /// Client connections closed because no allocation was made on them in
+    /// [`unallocated_timeout`](super::TurnServerOptions::unallocated_timeout).
+    pub closed_idle: u64,
+    /// Client connections closed because they did not read what the server had to write.
+    pub closed_slow: u64,
+    /// Client connections closed because their bytes were not STUN or ChannelData.
+    pub framing_errors: u64,
+    /// TLS connections that failed (handshake or record errors).
+    pub tls_failures: u64,
+    /// Outgoing RFC 6062 peer connections (Connect) that failed.
+    pub connect_failures: u64,
+}
+
+impl StreamStats {
+    fn add(&mut self, o: &StreamStats) {
+        self.tcp_connections += o.tcp_connections;
+        self.tls_connections += o.tls_connections;
+        self.peer_connections += o.peer_connections;
+        self.bridges += o.bridges;
+        self.tcp_relays += o.tcp_relays;
+        self.accepted += o.accepted;
+        self.refused += o.refused;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.bridged_bytes += o.bridged_bytes;
+        self.dropped_datagrams += o.dropped_datagrams;
+        self.closed_idle += o.closed_idle;
+        self.closed_slow += o.closed_slow;
+        self.framing_errors += o.framing_errors;
+        self.tls_failures += o.tls_failures;
+        self.connect_failures += o.connect_failures;
+    }
+}
+
 /// The server's counters: the protocol core's and the driver's, summed over the workers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -52,17 +117,20 @@ pub struct TurnServerStats {
     pub core: ServerStats,
     /// The socket counters.
     pub io: IoStats,
+    /// The TCP and TLS counters.
+    pub stream: StreamStats,
 }
 
 impl TurnServerStats {
-    pub(super) fn new(core: ServerStats, io: IoStats) -> Self {
-        TurnServerStats { core, io }
+    pub(super) fn new(core: ServerStats, io: IoStats, stream: StreamStats) -> Self {
+        TurnServerStats { core, io, stream }
     }
 
     /// Adds another worker's counters to these.
     pub(super) fn add(&mut self, other: &TurnServerStats) {
         add_core(&mut self.core, &other.core);
         self.io.add(&other.io);
+        self.stream.add(&other.stream);
     }
 }
 
@@ -86,6 +154,18 @@ fn add_core(a: &mut ServerStats, b: &ServerStats) {
     a.expired_allocations += b.expired_allocations;
     a.failed_binds += b.failed_binds;
     add_drops(&mut a.drops, &b.drops);
+    add_tcp(&mut a.tcp, &b.tcp);
+}
+
+fn add_tcp(a: &mut TcpStats, b: &TcpStats) {
+    a.connections += b.connections;
+    a.unbound += b.unbound;
+    a.connects += b.connects;
+    a.connect_failures += b.connect_failures;
+    a.attempts += b.attempts;
+    a.refused += b.refused;
+    a.bridged += b.bridged;
+    a.bind_timeouts += b.bind_timeouts;
 }
 
 fn add_errors(a: &mut ErrorCounts, b: &ErrorCounts) {
@@ -99,6 +179,8 @@ fn add_errors(a: &mut ErrorCounts, b: &ErrorCounts) {
     a.wrong_credentials += b.wrong_credentials;
     a.unsupported_transport += b.unsupported_transport;
     a.peer_address_family_mismatch += b.peer_address_family_mismatch;
+    a.connection_already_exists += b.connection_already_exists;
+    a.connection_timeout_or_failure += b.connection_timeout_or_failure;
     a.quota_reached += b.quota_reached;
     a.insufficient_capacity += b.insufficient_capacity;
     a.other += b.other;
@@ -119,6 +201,7 @@ fn add_drops(a: &mut Drops, b: &Drops) {
     a.too_large += b.too_large;
     a.pending_retransmission += b.pending_retransmission;
     a.bad_icmp += b.bad_icmp;
+    a.bridged += b.bridged;
 }
 
 /// Every drop reason, summed.
@@ -137,6 +220,7 @@ pub(super) fn total_drops(d: &Drops) -> u64 {
         + d.too_large
         + d.pending_retransmission
         + d.bad_icmp
+        + d.bridged
 }
 
 /// Every error response, summed.
@@ -151,6 +235,8 @@ pub(super) fn total_errors(e: &ErrorCounts) -> u64 {
         + e.wrong_credentials
         + e.unsupported_transport
         + e.peer_address_family_mismatch
+        + e.connection_already_exists
+        + e.connection_timeout_or_failure
         + e.quota_reached
         + e.insufficient_capacity
         + e.other
@@ -184,13 +270,20 @@ mod tests {
         one.core.drops.bad_icmp = 1;
         one.io.gso_sends = 5;
         one.io.relay_sockets = 2;
+        one.core.tcp.bridged = 3;
+        one.core.errors.connection_timeout_or_failure = 1;
+        one.stream.tls_connections = 1;
+        one.stream.bridged_bytes = 7;
         let mut sum = TurnServerStats::default();
         sum.add(&one);
         sum.add(&one);
         assert_eq!(sum.core.allocations, 4);
         assert_eq!(sum.core.to_peer.packets, 20);
         assert_eq!(sum.core.to_client.bytes, 2000);
-        assert_eq!(sum.error_responses(), 8);
+        assert_eq!(sum.error_responses(), 10);
+        assert_eq!(sum.core.tcp.bridged, 6);
+        assert_eq!(sum.stream.tls_connections, 2);
+        assert_eq!(sum.stream.bridged_bytes, 14);
         assert_eq!(sum.drops(), 10);
         assert_eq!(sum.io.gso_sends, 10);
         assert_eq!(sum.io.relay_sockets, 4);

@@ -1,15 +1,20 @@
 //! One worker: a [`Server`], a mio poll, this worker's sockets, and the loop that drives
 //! them.
 //!
-//! The loop: wait for readiness (or the core's next timer, or the next stats snapshot);
-//! give every ready socket one batched receive in turn, so that a flooded socket cannot
-//! starve the others; hand each datagram to the core and queue what it relays in the GSO
-//! batch; send the batches; run the timers; then send the core's responses and act on its
-//! events (bind or close relay sockets).
+//! The loop: wait for readiness (or the core's next timer, a connection's deadline, or the
+//! next stats snapshot); give every ready UDP socket one batched receive in turn, so that a
+//! flooded socket cannot starve the others, and every ready TCP entry one bounded turn (see
+//! [`stream`]); hand each datagram or framed message to the core and queue what it relays
+//! in the GSO batch or on a connection; send the batches; run the timers; send the core's
+//! responses and act on its events (bind or close relay sockets and listeners, connect to
+//! peers, bridge); then write what the connections have queued.
+
+mod stream;
 
 use super::batch::{HEADROOM, Key, RxBuffers, TxBatch, segments};
 use super::sockets::{SocketId, Sockets};
 use super::stats::{IoStats, TurnServerStats};
+use super::streams::Streams;
 use mio::{Events, Poll};
 use quinn_udp::{BATCH_SIZE, EcnCodepoint, Transmit};
 use std::io;
@@ -57,6 +62,15 @@ struct Arrival {
     listener: bool,
 }
 
+/// The limits of a worker's TCP and TLS connections.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct StreamLimits {
+    /// Connections (clients and peers) open at once.
+    pub(super) max_connections: usize,
+    /// How long a client connection may stay open without an allocation.
+    pub(super) unallocated_timeout: Duration,
+}
+
 /// One worker thread's state.
 pub(super) struct Worker {
     index: usize,
@@ -70,6 +84,15 @@ pub(super) struct Worker {
     ready: Vec<SocketId>,
     /// By token: the socket is in `ready`.
     queued: Vec<bool>,
+    /// The TCP side: listeners, relay listeners, connections.
+    streams: Streams,
+    limits: StreamLimits,
+    /// Readiness of stream entries from the last poll: (slot, readable, writable, error).
+    stream_events: Vec<(usize, bool, bool, bool)>,
+    /// A read from a connection.
+    chunk: Vec<u8>,
+    /// One framed message, handed to the core.
+    frame: Vec<u8>,
     shared: std::sync::Arc<Shared>,
     stats_interval: Duration,
 }
@@ -77,12 +100,15 @@ pub(super) struct Worker {
 impl Worker {
     /// A worker with its core, poll (the listeners registered, the waker installed) and
     /// sockets; it publishes its counters in `shared.stats[index]`.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         index: usize,
         server: Server,
         stun: Option<BindingServer>,
         poll: Poll,
         sockets: Sockets,
+        streams: Streams,
+        limits: StreamLimits,
         shared: std::sync::Arc<Shared>,
         stats_interval: Duration,
     ) -> Worker {
@@ -99,6 +125,11 @@ impl Worker {
                 stats: IoStats::default(),
             },
             ready: Vec::new(),
+            streams,
+            limits,
+            stream_events: Vec::new(),
+            chunk: vec![0; stream::READ_CHUNK],
+            frame: Vec::new(),
             shared,
             stats_interval,
         }
@@ -109,12 +140,18 @@ impl Worker {
         let mut next_publish = Instant::now() + self.stats_interval;
         while !self.shared.stop.load(Ordering::Relaxed) {
             let now = Instant::now();
-            let timeout = if self.ready.is_empty() {
-                let wake = self
-                    .core
-                    .server
-                    .poll_timeout()
-                    .map_or(next_publish, |t| t.min(next_publish));
+            // Work left from the last round (a full batch, a connection's read budget, bytes
+            // queued while writing others) is done at once.
+            let idle =
+                self.ready.is_empty() && !self.streams.has_ready() && !self.streams.has_dirty();
+            let timeout = if idle {
+                let wake = [
+                    self.core.server.poll_timeout(),
+                    self.streams.next_deadline(),
+                ]
+                .into_iter()
+                .flatten()
+                .fold(next_publish, Instant::min);
                 wake.saturating_duration_since(now)
             } else {
                 Duration::ZERO
@@ -130,15 +167,26 @@ impl Worker {
                     if !std::mem::replace(&mut self.queued[token.0], true) {
                         self.ready.push(id);
                     }
+                } else if let Some(slot) = self.streams.slot(token) {
+                    self.stream_events.push((
+                        slot,
+                        event.is_readable() || event.is_read_closed(),
+                        event.is_writable() || event.is_write_closed(),
+                        event.is_error(),
+                    ));
                 }
             }
             let now = Instant::now();
+            self.stream_readiness(now);
             self.serve_ready(now);
+            self.serve_streams(now);
             self.out.flush(&self.sockets);
             if self.core.server.poll_timeout().is_some_and(|t| t <= now) {
                 self.core.server.handle_timeout(now);
             }
+            self.stream_timers(now);
             self.drain_control(now);
+            self.flush_streams(now);
             if now >= next_publish {
                 self.publish();
                 next_publish = now + self.stats_interval;
@@ -173,6 +221,7 @@ impl Worker {
             sockets,
             rx,
             out,
+            streams,
             ..
         } = self;
         let Some(socket) = sockets.get(id) else {
@@ -205,7 +254,7 @@ impl Worker {
                 // The 4 bytes before the datagram are headroom: spare room for the first,
                 // the handled tail of the one before for the other GRO segments.
                 let frame = &mut buf[start..HEADROOM + start + len];
-                core.handle(now, arrival, frame, sockets, out);
+                core.handle(now, arrival, frame, sockets, out, streams);
             }
         }
         n == BATCH_SIZE
@@ -217,7 +266,11 @@ impl Worker {
         loop {
             let mut busy = false;
             while let Some(t) = self.core.server.poll_transmit() {
-                self.out.control(&self.sockets, &t);
+                if t.transport.is_reliable() {
+                    self.stream_transmit(now, &t);
+                } else {
+                    self.out.control(&self.sockets, &t);
+                }
                 busy = true;
             }
             if let Some(stun) = &mut self.core.stun {
@@ -238,6 +291,27 @@ impl Worker {
     fn on_event(&mut self, now: Instant, event: ServerEvent) {
         let worker = self.index;
         match event {
+            ServerEvent::BindRelay {
+                relayed,
+                transport: TransportProtocol::Tcp,
+            } => self.bind_tcp_relay(now, relayed),
+            ServerEvent::ReleaseRelay {
+                relayed,
+                transport: TransportProtocol::Tcp,
+            } => self.release_tcp_relay(relayed),
+            ServerEvent::ConnectPeer {
+                connection_id,
+                relayed,
+                peer,
+            } => self.connect_peer(now, connection_id, relayed, peer),
+            ServerEvent::Bridge {
+                connection_id,
+                client: (local, remote),
+                ..
+            } => self.bridge(now, connection_id, local, remote),
+            ServerEvent::ClosePeerConnection { connection_id } => {
+                self.close_peer(now, connection_id)
+            }
             ServerEvent::BindRelay { relayed, .. } => {
                 let result = self.sockets.bind_relay(self.poll.registry(), relayed);
                 if result.is_err() {
@@ -258,27 +332,38 @@ impl Worker {
                 five_tuple,
                 username,
                 relayed,
-            } => tracing::info!(
-                worker,
-                client = %five_tuple.client,
-                server = %five_tuple.server,
-                user = %username,
-                ?relayed,
-                "allocation created"
-            ),
-            ServerEvent::AllocationDeleted { five_tuple, reason } => tracing::info!(
-                worker,
-                client = %five_tuple.client,
-                ?reason,
-                "allocation deleted"
-            ),
+            } => {
+                tracing::info!(
+                    worker,
+                    client = %five_tuple.client,
+                    server = %five_tuple.server,
+                    transport = ?five_tuple.transport,
+                    user = %username,
+                    ?relayed,
+                    "allocation created"
+                );
+                self.allocation_changed(now, &five_tuple, true);
+            }
+            ServerEvent::AllocationDeleted { five_tuple, reason } => {
+                tracing::info!(
+                    worker,
+                    client = %five_tuple.client,
+                    ?reason,
+                    "allocation deleted"
+                );
+                self.allocation_changed(now, &five_tuple, false);
+            }
             other => tracing::debug!(worker, ?other, "server event"),
         }
     }
 
     fn publish(&mut self) {
         self.out.stats.relay_sockets = self.sockets.relay_count();
-        let snapshot = TurnServerStats::new(self.core.server.stats(), self.out.stats);
+        let snapshot = TurnServerStats::new(
+            self.core.server.stats(),
+            self.out.stats,
+            self.streams.snapshot(),
+        );
         if let Ok(mut slot) = self.shared.stats[self.index].lock() {
             *slot = snapshot;
         }
@@ -295,6 +380,7 @@ impl Core {
         frame: &mut [u8],
         sockets: &Sockets,
         out: &mut Output,
+        streams: &mut Streams,
     ) {
         if let (true, Some(stun)) = (arrival.listener, &mut self.stun) {
             let data = &frame[HEADROOM..];
@@ -313,8 +399,25 @@ impl Core {
         }
         let input = ServerInput::udp_with_headroom(arrival.from, arrival.local, frame, HEADROOM);
         if let ServerOutput::Send(d) = self.server.handle_input(now, input) {
-            out.relay(sockets, &d, arrival.ecn);
+            deliver(&d, arrival.ecn, sockets, out, streams);
         }
+    }
+}
+
+/// Sends what the core relays: to a UDP peer or client through the GSO batch, or to a TCP
+/// or TLS client through its connection's queue.
+#[inline]
+fn deliver(
+    d: &Datagram<'_>,
+    ecn: Option<EcnCodepoint>,
+    sockets: &Sockets,
+    out: &mut Output,
+    streams: &mut Streams,
+) {
+    if d.transport.is_reliable() {
+        streams.queue_datagram(d.source, d.destination, d.data);
+    } else {
+        out.relay(sockets, d, ecn);
     }
 }
 

@@ -8,8 +8,9 @@ use std::time::Duration;
 /// One `stats` line.
 pub fn stats_line(uptime: Duration, s: &TurnServerStats) -> String {
     let c = &s.core;
+    let t = &s.stream;
     let mut line = format!("stats uptime={:.1}", uptime.as_secs_f64());
-    let fields: [(&str, u64); 18] = [
+    let fields: [(&str, u64); 28] = [
         ("allocations", c.allocations as u64),
         ("permissions", c.permissions as u64),
         ("channels", c.channels as u64),
@@ -28,6 +29,16 @@ pub fn stats_line(uptime: Duration, s: &TurnServerStats) -> String {
         ("relay_sockets", s.io.relay_sockets as u64),
         ("gso_sends", s.io.gso_sends),
         ("send_errors", s.io.send_errors),
+        ("tcp_connections", t.tcp_connections as u64),
+        ("tls_connections", t.tls_connections as u64),
+        ("stream_bytes_in", t.bytes_in),
+        ("stream_bytes_out", t.bytes_out),
+        ("stream_dropped", t.dropped_datagrams),
+        ("peer_connections", t.peer_connections as u64),
+        ("bridges", t.bridges as u64),
+        ("bridged_bytes", t.bridged_bytes),
+        ("tcp_connects", c.tcp.connects),
+        ("tcp_attempts", c.tcp.attempts),
     ];
     for (key, value) in fields {
         let _ = write!(line, " {key}={value}");

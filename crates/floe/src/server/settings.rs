@@ -4,9 +4,10 @@
 
 use core::fmt;
 use core::str::FromStr;
-use drivers::turn_server::TurnServerOptions;
+use drivers::turn_server::{self, TurnServerOptions};
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 use stun_proto::server::{AlternateAddress, BindingServerConfig};
 use turn_proto::server::{IpPrefix, RelayRange, ServerConfig};
@@ -22,9 +23,28 @@ const DEFAULT_ALTERNATE_PORT: u16 = 3479;
 #[derive(Debug, Default, clap::Args, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct Settings {
-    /// UDP address to listen on (repeatable) [default: 0.0.0.0:3478].
+    /// UDP address to listen on (repeatable) [default: 0.0.0.0:3478, unless a TCP or TLS
+    /// address is given].
     #[arg(long, value_name = "ADDR")]
     listen: Vec<SocketAddr>,
+    /// TCP address to listen on for TURN over TCP (repeatable; needs --user or --secret).
+    #[arg(long, value_name = "ADDR")]
+    listen_tcp: Vec<SocketAddr>,
+    /// TLS address to listen on for TURN over TLS, often port 443 or 5349 (repeatable;
+    /// needs --cert and --key).
+    #[arg(long, value_name = "ADDR")]
+    listen_tls: Vec<SocketAddr>,
+    /// The TLS certificate chain, PEM (the server's certificate first).
+    #[arg(long, value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// The TLS private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// RFC 6062 TCP allocations: clients on TCP or TLS may ask for a TCP relay and connect
+    /// to (or be reached by) TCP peers. The TCP and TLS listeners then run on the first
+    /// worker only.
+    #[arg(long)]
+    tcp_allocations: bool,
     /// The TURN realm [default: floe].
     #[arg(long)]
     realm: Option<String>,
@@ -101,6 +121,11 @@ impl Settings {
         }
         Settings {
             listen: list(self.listen, file.listen),
+            listen_tcp: list(self.listen_tcp, file.listen_tcp),
+            listen_tls: list(self.listen_tls, file.listen_tls),
+            cert: self.cert.or(file.cert),
+            key: self.key.or(file.key),
+            tcp_allocations: self.tcp_allocations || file.tcp_allocations,
             realm: self.realm.or(file.realm),
             user: list(self.user, file.user),
             secret: self.secret.or(file.secret),
@@ -134,40 +159,49 @@ impl Settings {
             .map(Duration::from_secs)
     }
 
-    /// What to run.
+    /// What to run. Reads the TLS certificate and key when TLS listeners are asked for.
     pub fn plan(&self) -> Result<Plan, String> {
+        let streams = !self.listen_tcp.is_empty() || !self.listen_tls.is_empty();
         let mut listen = self.listen.clone();
-        if listen.is_empty() {
+        if listen.is_empty() && !streams {
             listen.push(DEFAULT_LISTEN.parse().map_err(|_| "bad default")?);
         }
-        let primary = listen[0];
-        let stun = self.alternate_ip.map(|alternate_ip| {
-            let alternate_port = self.alternate_port.unwrap_or(DEFAULT_ALTERNATE_PORT);
-            // RFC 5780 §4.1: the other three combinations of the two IPs and two ports.
-            for (ip, port) in [
-                (primary.ip(), alternate_port),
-                (alternate_ip, primary.port()),
-                (alternate_ip, alternate_port),
-            ] {
-                listen.push(SocketAddr::new(ip, port));
-            }
-            BindingServerConfig {
-                alternate: Some(AlternateAddress {
-                    primary_ip: primary.ip(),
-                    alternate_ip,
-                    primary_port: primary.port(),
-                    alternate_port,
-                }),
-                ..BindingServerConfig::default()
-            }
-        });
+        let stun = match (self.alternate_ip, listen.first()) {
+            (None, _) => None,
+            (Some(_), None) => return Err("--alternate-ip needs a UDP --listen address".into()),
+            (Some(alternate_ip), Some(&primary)) => Some(rfc5780(
+                &mut listen,
+                primary,
+                alternate_ip,
+                self.alternate_port,
+            )),
+        };
         if self.user.is_empty() && self.secret.is_none() {
+            if streams {
+                return Err(
+                    "--listen-tcp and --listen-tls serve TURN: give --user or --secret".into(),
+                );
+            }
             return Ok(Plan::StunOnly {
                 listen,
                 config: stun.unwrap_or_default(),
             });
         }
         let mut options = TurnServerOptions::new(listen, self.turn_config()?);
+        options.listen_tcp = self.listen_tcp.clone();
+        options.listen_tls = self.listen_tls.clone();
+        // TLS listeners take their certificate and key from the PEM files.
+        options.tls = match (&self.cert, &self.key, self.listen_tls.is_empty()) {
+            (None, None, true) => None,
+            (Some(cert), Some(key), false) => {
+                Some(turn_server::tls_config_from_pem(cert, key).map_err(|e| e.to_string())?)
+            }
+            (_, _, false) => return Err("--listen-tls needs --cert and --key".into()),
+            (_, _, true) => return Err("--cert and --key are for --listen-tls".into()),
+        };
+        if self.tcp_allocations && !streams {
+            return Err("--tcp-allocations needs --listen-tcp or --listen-tls".into());
+        }
         options.workers = match self.workers {
             Some(0) => return Err("--workers must be at least 1".into()),
             w => w.unwrap_or(1),
@@ -213,14 +247,21 @@ impl Settings {
         if let Some(s) = self.default_lifetime {
             c.default_lifetime = Duration::from_secs(s);
         }
+        c.tcp_allocations = self.tcp_allocations;
         Ok(c)
     }
 
-    /// `--relay-ip`, or else the listening IPs that are not wildcards (once each).
+    /// `--relay-ip`, or else the listening IPs (UDP, TCP, TLS) that are not wildcards (once
+    /// each).
     fn relay_ips(&self) -> Result<Vec<IpAddr>, String> {
         let mut ips = self.relay_ip.clone();
         if ips.is_empty() {
-            for a in &self.listen {
+            for a in self
+                .listen
+                .iter()
+                .chain(&self.listen_tcp)
+                .chain(&self.listen_tls)
+            {
                 if !a.ip().is_unspecified() && !ips.contains(&a.ip()) {
                     ips.push(a.ip());
                 }
@@ -237,6 +278,33 @@ impl Settings {
             Some(ip) => Err(format!("--relay-ip {ip} is not a specific address")),
             None => Ok(ips),
         }
+    }
+}
+
+/// RFC 5780 §4.1: listens also on the other three combinations of the two IPs and two
+/// ports, and returns the Binding server's configuration.
+fn rfc5780(
+    listen: &mut Vec<SocketAddr>,
+    primary: SocketAddr,
+    alternate_ip: IpAddr,
+    alternate_port: Option<u16>,
+) -> BindingServerConfig {
+    let alternate_port = alternate_port.unwrap_or(DEFAULT_ALTERNATE_PORT);
+    for (ip, port) in [
+        (primary.ip(), alternate_port),
+        (alternate_ip, primary.port()),
+        (alternate_ip, alternate_port),
+    ] {
+        listen.push(SocketAddr::new(ip, port));
+    }
+    BindingServerConfig {
+        alternate: Some(AlternateAddress {
+            primary_ip: primary.ip(),
+            alternate_ip,
+            primary_port: primary.port(),
+            alternate_port,
+        }),
+        ..BindingServerConfig::default()
     }
 }
 
@@ -455,5 +523,53 @@ mod tests {
             Settings::from_toml("secret = \"s\"\nlisten = [\"127.0.0.1:1\"]\nworkers = 0").unwrap();
         assert!(s.plan().is_err());
         assert_eq!(format!("{:?}", Secret("hunter2".into())), "Secret(..)");
+    }
+
+    #[test]
+    fn stream_listeners() {
+        // TCP only: no default UDP listener; the relay address comes from the TCP one.
+        let s = Settings::from_toml(
+            "user = [\"a:b\"]\nlisten-tcp = [\"127.0.0.1:3478\"]\ntcp-allocations = true",
+        )
+        .unwrap();
+        let Plan::Turn(o) = s.plan().unwrap() else {
+            panic!("TURN expected")
+        };
+        assert!(o.listen.is_empty());
+        assert_eq!(o.listen_tcp, vec!["127.0.0.1:3478".parse().unwrap()]);
+        assert_eq!(
+            o.config.relays[0].ip,
+            "127.0.0.1".parse::<IpAddr>().unwrap()
+        );
+        assert!(o.config.tcp_allocations);
+        assert!(o.tls.is_none());
+        // Streams serve TURN only; TLS needs a certificate and a key, and they need TLS.
+        let mistakes = [
+            ("listen-tcp = [\"127.0.0.1:1\"]", "--user or --secret"),
+            (
+                "user = [\"a:b\"]\nlisten-tls = [\"127.0.0.1:1\"]",
+                "--cert and --key",
+            ),
+            (
+                "user = [\"a:b\"]\nlisten = [\"127.0.0.1:1\"]\ncert = \"c.pem\"",
+                "--listen-tls",
+            ),
+            (
+                "user = [\"a:b\"]\nlisten = [\"127.0.0.1:1\"]\ntcp-allocations = true",
+                "--listen-tcp",
+            ),
+            (
+                "user = [\"a:b\"]\nlisten-tls = [\"127.0.0.1:1\"]\ncert = \"/nonexistent/c.pem\"\nkey = \"k.pem\"",
+                "/nonexistent/c.pem",
+            ),
+            (
+                "listen-tcp = [\"127.0.0.1:1\"]\nuser = [\"a:b\"]\nalternate-ip = \"127.0.0.2\"",
+                "UDP",
+            ),
+        ];
+        for (file, reason) in mistakes {
+            let err = Settings::from_toml(file).unwrap().plan().unwrap_err();
+            assert!(err.contains(reason), "{file}: {err}");
+        }
     }
 }

@@ -1,25 +1,43 @@
-//! The agent's task: one loop that `select!`s over the sockets, the agent's timer and the
-//! command channel, and publishes what the agent reports.
+//! The agent's task: one loop that `select!`s over the UDP sockets, the TCP listeners, the
+//! connections' reports, the agent's timer and the command channel, and publishes what the
+//! agent reports.
 
+use super::streams::{self, IoTx, Writer};
 use super::{Snapshot, Status};
+use crate::ice::conns::{Action, Conns, Io};
 use crate::ice::{AgentMachine, IceError, IceOutput, LocalCandidate};
 use crate::machine::Machine;
 use ::tokio::io::ReadBuf;
-use ::tokio::net::UdpSocket;
+use ::tokio::net::{TcpListener, TcpStream, UdpSocket};
 use ::tokio::sync::{mpsc, oneshot, watch};
 use ice_core::{Event, Input, Transmit, TransportProtocol};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
+use stun_proto::framing::Framing;
 
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 65_536;
 /// The shortest wait after a timer fired, should the machine's deadline not move.
 const SPIN_GUARD: Duration = Duration::from_millis(1);
 
+/// Connection reports queued for the task.
+const IO_QUEUE: usize = 1024;
+
 type Reply<T> = oneshot::Sender<Result<T, IceError>>;
+
+/// The agent's sockets, as `build` hands them to the task.
+pub(super) struct Sockets {
+    /// The UDP host candidates' sockets.
+    pub(super) udp: Vec<(SocketAddr, UdpSocket)>,
+    /// The passive TCP candidates' listeners.
+    pub(super) listeners: Vec<(SocketAddr, TcpListener)>,
+    /// Trust for TURN over TLS.
+    pub(super) tls: Option<Arc<rustls::ClientConfig>>,
+}
 
 /// What the handles ask of the task.
 pub(super) enum Command {
@@ -51,6 +69,10 @@ pub(super) enum Command {
 pub(super) struct Task {
     machine: AgentMachine,
     sockets: Vec<(SocketAddr, UdpSocket)>,
+    listeners: Vec<(SocketAddr, TcpListener)>,
+    conns: Conns<Writer>,
+    io_tx: IoTx,
+    io_rx: mpsc::Receiver<Io<Writer>>,
     commands: mpsc::Receiver<Command>,
     candidates: mpsc::UnboundedSender<Option<LocalCandidate>>,
     data: mpsc::Sender<Vec<u8>>,
@@ -61,21 +83,28 @@ pub(super) struct Task {
     closers: Vec<Reply<()>>,
     /// The socket to read first next time, so that a busy socket cannot starve the others.
     next_socket: usize,
+    /// The listener to poll first next time.
+    next_listener: usize,
 }
 
 impl Task {
     pub(super) fn new(
         machine: AgentMachine,
-        sockets: Vec<(SocketAddr, UdpSocket)>,
+        sockets: Sockets,
         commands: mpsc::Receiver<Command>,
         candidates: mpsc::UnboundedSender<Option<LocalCandidate>>,
         data: mpsc::Sender<Vec<u8>>,
         status: watch::Sender<Status>,
         close_timeout: Duration,
     ) -> Task {
+        let (io_tx, io_rx) = mpsc::channel(IO_QUEUE);
         Task {
             machine,
-            sockets,
+            sockets: sockets.udp,
+            listeners: sockets.listeners,
+            conns: Conns::new(sockets.tls),
+            io_tx,
+            io_rx,
             commands,
             candidates,
             data,
@@ -84,6 +113,7 @@ impl Task {
             close_deadline: None,
             closers: Vec::new(),
             next_socket: 0,
+            next_listener: 0,
         }
     }
 
@@ -134,6 +164,20 @@ impl Task {
                         Err(error) => tracing::debug!(%local, %error, "recv failed"),
                     }
                 }
+                io = self.io_rx.recv() => {
+                    // The task holds a sender itself: `None` cannot happen.
+                    if let Some(io) = io {
+                        if let Some(writer) = self.conns.on_io(&mut self.machine, Instant::now(), io) {
+                            drop(writer); // a connection the agent no longer wants
+                        }
+                    }
+                }
+                (listener, accepted) = accept_any(&self.listeners, &mut self.next_listener) => {
+                    match accepted {
+                        Ok((stream, remote)) => self.accepted(listener, remote, stream),
+                        Err(error) => tracing::debug!(%listener, %error, "accept failed"),
+                    }
+                }
                 () = sleep_until(wake) => {
                     let now = Instant::now();
                     last_fired = Some(now);
@@ -145,6 +189,8 @@ impl Task {
                 }
             }
         }
+        // Closes every connection (their tasks end).
+        self.conns.drain().for_each(drop);
         self.status.send_modify(|s| s.stopped = true);
         for reply in self.closers.drain(..) {
             let _ = reply.send(Ok(()));
@@ -160,11 +206,21 @@ impl Task {
     /// Sends everything the agent queued, each from the socket its `source` names.
     async fn flush(&mut self) {
         while let Some(t) = self.machine.poll_transmit() {
-            self.send(&t).await;
+            self.send(t).await;
         }
     }
 
-    async fn send(&self, t: &Transmit) {
+    async fn send(&self, t: Transmit) {
+        if t.transport != TransportProtocol::Udp {
+            // A connection's task writes it (a failed write shows up as its close).
+            match self.conns.writer_for(&t) {
+                Some(writer) => {
+                    let _ = writer.send(t.payload);
+                }
+                None => tracing::debug!(from = %t.source, to = %t.destination, "no connection"),
+            }
+            return;
+        }
         match self.sockets.iter().find(|(a, _)| *a == t.source) {
             Some((_, socket)) => {
                 if let Err(error) = socket.send_to(&t.payload, t.destination).await {
@@ -194,6 +250,12 @@ impl Task {
                     self.status
                         .send_modify(|s| s.selected = Some((local, remote)));
                 }
+                IceOutput::Event(
+                    event @ (Event::TcpConnect { .. }
+                    | Event::TcpClose { .. }
+                    | Event::TurnConnect { .. }
+                    | Event::TurnClose { .. }),
+                ) => self.connection_event(&event),
                 IceOutput::Event(event) => tracing::debug!(?event, "ICE event"),
                 IceOutput::Data { data, .. } => {
                     if self.data.try_send(data).is_err() {
@@ -204,6 +266,37 @@ impl Task {
             }
         }
         false
+    }
+
+    /// The agent asks for a connection to be opened or closed.
+    fn connection_event(&mut self, event: &Event) {
+        let timeout = self.machine.agent().config().tcp_connect_timeout;
+        match self
+            .conns
+            .on_event(&mut self.machine, Instant::now(), event)
+        {
+            Some(Action::Open(request)) => {
+                ::tokio::spawn(streams::open(request, timeout, self.io_tx.clone()));
+            }
+            Some(Action::Close(writer)) => drop(writer),
+            None => {}
+        }
+    }
+
+    /// A connection accepted on a passive candidate's listener: kept if the agent wants it.
+    fn accepted(&mut self, listener: SocketAddr, remote: SocketAddr, stream: TcpStream) {
+        let now = Instant::now();
+        let Some(token) = self
+            .conns
+            .accepted(&mut self.machine, now, listener, remote)
+        else {
+            return; // dropped: closed
+        };
+        let _ = stream.set_nodelay(true);
+        let (writer, writes) = mpsc::unbounded_channel();
+        self.conns.attach(token, writer);
+        let io = self.io_tx.clone();
+        ::tokio::spawn(streams::run(token, stream, Framing::Rfc4571, writes, io));
     }
 
     async fn command(&mut self, command: Command) {
@@ -221,7 +314,7 @@ impl Task {
             }
             Command::Send { data, reply } => match m.send(now, &data) {
                 Ok(t) => {
-                    self.send(&t).await;
+                    self.send(t).await;
                     let _ = reply.send(Ok(()));
                 }
                 Err(e) => {
@@ -274,6 +367,25 @@ fn recv_any<'a>(
                     return Poll::Ready((*local, Err(e)));
                 }
                 Poll::Pending => {}
+            }
+        }
+        Poll::Pending
+    })
+}
+
+/// The next connection on any of the listeners: `(listening address, result)`.
+fn accept_any<'a>(
+    listeners: &'a [(SocketAddr, TcpListener)],
+    next: &'a mut usize,
+) -> impl Future<Output = (SocketAddr, io::Result<(TcpStream, SocketAddr)>)> + 'a {
+    std::future::poll_fn(move |cx| {
+        let n = listeners.len();
+        for k in 0..n {
+            let i = (*next + k) % n;
+            let (local, listener) = &listeners[i];
+            if let Poll::Ready(result) = listener.poll_accept(cx) {
+                *next = (i + 1) % n;
+                return Poll::Ready((*local, result));
             }
         }
         Poll::Pending
