@@ -169,26 +169,12 @@ impl<M: Machine> Runner<M> {
             if self.stop.load(Ordering::Relaxed) {
                 return Ok(Stopped::Requested);
             }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| d <= now) {
-                return Ok(Stopped::Deadline);
-            }
-            let wake = [self.machine.poll_timeout(), deadline]
-                .into_iter()
-                .flatten()
-                .min();
-            if wake.is_some_and(|w| w <= now) {
-                let due = self.machine.poll_timeout();
-                self.machine.handle_timeout(now);
-                // A machine whose deadline does not move after handle_timeout would make this
-                // loop spin; floe's machines never do, but a driver should not trust that.
-                if due.is_some() && self.machine.poll_timeout() == due {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                continue;
-            }
             // Wake at least every READ_POLL to notice stop requests.
-            let wait = wake.map_or(READ_POLL, |w| (w - now).min(READ_POLL));
+            let wait = match timer_step(&mut self.machine, deadline, Instant::now()) {
+                TimerStep::Deadline => return Ok(Stopped::Deadline),
+                TimerStep::Fired => continue,
+                TimerStep::Wait(w) => w.map_or(READ_POLL, |w| w.min(READ_POLL)),
+            };
             match self.rx.recv_timeout(wait) {
                 Ok(d) => {
                     self.deliver(d);
@@ -197,11 +183,8 @@ impl<M: Machine> Runner<M> {
                         self.deliver(d);
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    if wake.is_some_and(|w| w <= Instant::now()) {
-                        self.machine.handle_timeout(Instant::now());
-                    }
-                }
+                // The next turn of the loop fires whatever is due.
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err(io::Error::other("all socket readers stopped"));
                 }
@@ -226,6 +209,43 @@ impl<M: Machine> Drop for Runner<M> {
         // short-lived tool from waiting for that.
         self.stop.store(true, Ordering::Relaxed);
         self.readers.clear();
+    }
+}
+
+/// What a blocking loop does about time before it waits for input.
+#[derive(Debug)]
+pub(crate) enum TimerStep {
+    /// The caller's deadline has passed.
+    Deadline,
+    /// The machine's timeout was due and has been handled: loop again.
+    Fired,
+    /// Nothing is due: wait for input at most this long (`None`: no timer at all).
+    Wait(Option<Duration>),
+}
+
+/// The time step every blocking driver loop takes: stop at the caller's deadline, fire the
+/// machine's timeout when due, or say how long to wait. A machine whose deadline does not
+/// move after `handle_timeout` would make a loop spin; floe's machines never do, but a
+/// driver should not trust that, so it backs off for a millisecond.
+pub(crate) fn timer_step<M: Machine>(
+    machine: &mut M,
+    deadline: Option<Instant>,
+    now: Instant,
+) -> TimerStep {
+    if deadline.is_some_and(|d| d <= now) {
+        return TimerStep::Deadline;
+    }
+    let due = machine.poll_timeout();
+    let wake = [due, deadline].into_iter().flatten().min();
+    match wake {
+        Some(w) if w <= now => {
+            machine.handle_timeout(now);
+            if due.is_some() && machine.poll_timeout() == due {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            TimerStep::Fired
+        }
+        _ => TimerStep::Wait(wake.map(|w| w - now)),
     }
 }
 

@@ -7,7 +7,7 @@ use super::conn::{self, ConnEvent, ConnWriter, TlsSetup};
 use super::peer::{DataConnection, PeerStream};
 use super::tls::{TlsTrust, server_name};
 use super::{ClientMachine, TurnOutput};
-use crate::blocking::Stopped;
+use crate::blocking::{Stopped, TimerStep, timer_step};
 use crate::machine::Machine;
 use std::collections::VecDeque;
 use std::io;
@@ -168,24 +168,11 @@ impl StreamLink {
                 }
                 self.flush();
             }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| d <= now) {
-                return Ok(Stopped::Deadline);
-            }
-            let wake = [self.machine.poll_timeout(), deadline]
-                .into_iter()
-                .flatten()
-                .min();
-            if wake.is_some_and(|w| w <= now) {
-                let due = self.machine.poll_timeout();
-                self.machine.handle_timeout(now);
-                // A deadline that does not move would make this loop spin.
-                if due.is_some() && self.machine.poll_timeout() == due {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                continue;
-            }
-            let wait = wake.map_or(Duration::from_secs(3600), |w| w - now);
+            let wait = match timer_step(&mut self.machine, deadline, Instant::now()) {
+                TimerStep::Deadline => return Ok(Stopped::Deadline),
+                TimerStep::Fired => continue,
+                TimerStep::Wait(w) => w.unwrap_or(Duration::from_secs(3600)),
+            };
             match self.rx.recv_timeout(wait) {
                 Ok(event) => self.on_conn_event(event),
                 Err(RecvTimeoutError::Timeout) => self.machine.handle_timeout(Instant::now()),

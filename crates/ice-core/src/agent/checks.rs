@@ -671,7 +671,24 @@ impl Agent {
         else {
             return;
         };
-        let lp = local_preference(base.rank, job.server.saturating_add(1));
+        self.push_server_reflexive(stream, &base, server, job.server.saturating_add(1), mapped);
+        self.update_states(now);
+    }
+}
+
+impl Agent {
+    /// A server-reflexive candidate for `mapped`, as `server` saw `base` (RFC 8445
+    /// §5.1.1.1), with the local preference of `slot` (one per STUN server, then one per
+    /// TURN server, §5.1.2.1); dropped when redundant (§5.1.3).
+    pub(super) fn push_server_reflexive(
+        &mut self,
+        stream: usize,
+        base: &LocalCandidate,
+        server: SocketAddr,
+        slot: u8,
+        mapped: SocketAddr,
+    ) {
+        let lp = local_preference(base.rank, slot);
         let foundation = self.foundation_for(
             CandidateType::ServerReflexive,
             base.cand.base.ip(),
@@ -691,8 +708,13 @@ impl Agent {
             .get(stream)
             .is_some_and(|s| s.local.iter().any(|l| is_redundant(&l.cand, &cand)));
         if !redundant {
-            self.push_local(stream, LocalCandidate { cand, ..base });
+            self.push_local(
+                stream,
+                LocalCandidate {
+                    cand,
+                    ..base.clone()
+                },
+            );
         }
-        self.update_states(now);
     }
 }

@@ -2,9 +2,9 @@
 //! the TURN clients (RFC 8445 §5.1.1.2, §7.2.1, §12.1).
 
 use super::Agent;
-use crate::candidate::{Candidate, CandidateType, is_redundant};
+use crate::candidate::{Candidate, CandidateType};
 use crate::events::Received;
-use crate::priority::{candidate_priority, local_preference, relay_local_preference};
+use crate::priority::{candidate_priority, relay_local_preference};
 use crate::relay::Relay;
 use crate::stream::{LocalCandidate, Via};
 use rand_core::Rng;
@@ -344,38 +344,13 @@ impl Agent {
         server_index: u8,
         mapped: SocketAddr,
     ) {
+        // Slots after the STUN servers' (RFC 8445 §5.1.2.1: one local preference each).
         let slot = self
             .config
             .stun_servers
             .len()
             .saturating_add(1 + usize::from(server_index));
-        let lp = local_preference(base.rank, u8::try_from(slot).unwrap_or(u8::MAX));
-        let foundation = self.foundation_for(
-            CandidateType::ServerReflexive,
-            base.cand.base.ip(),
-            Some(server.ip()),
-            base.cand.transport,
-        );
-        let cand = Candidate {
-            kind: CandidateType::ServerReflexive,
-            address: mapped,
-            related: Some(base.cand.base),
-            priority: candidate_priority(CandidateType::ServerReflexive, lp, base.cand.component),
-            foundation,
-            ..base.cand
-        };
-        let redundant = self
-            .streams
-            .get(stream)
-            .is_some_and(|s| s.local.iter().any(|l| is_redundant(&l.cand, &cand)));
-        if !redundant {
-            self.push_local(
-                stream,
-                LocalCandidate {
-                    cand,
-                    ..base.clone()
-                },
-            );
-        }
+        let slot = u8::try_from(slot).unwrap_or(u8::MAX);
+        self.push_server_reflexive(stream, base, server, slot, mapped);
     }
 }

@@ -7,7 +7,7 @@
 //! It is [`blocking::Runner`](crate::blocking::Runner)'s loop with streams added: ICE-TCP
 //! and TURN over TCP/TLS need listeners and connections, which that runner does not have.
 
-use crate::blocking::Stopped;
+use crate::blocking::{Stopped, TimerStep, timer_step};
 use crate::ice::builder::Prepared;
 use crate::ice::conns::{Action, Conns, Io, OpenRequest};
 use crate::ice::{AgentMachine, IceOutput};
@@ -191,24 +191,11 @@ impl Driver {
                     return Ok(Stopped::Break);
                 }
             }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| d <= now) {
-                return Ok(Stopped::Deadline);
-            }
-            let wake = [self.machine.poll_timeout(), deadline]
-                .into_iter()
-                .flatten()
-                .min();
-            if wake.is_some_and(|w| w <= now) {
-                let due = self.machine.poll_timeout();
-                self.machine.handle_timeout(now);
-                // A deadline that does not move would make this loop spin.
-                if due.is_some() && self.machine.poll_timeout() == due {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                continue;
-            }
-            let wait = wake.map_or(READ_POLL, |w| w - now);
+            let wait = match timer_step(&mut self.machine, deadline, Instant::now()) {
+                TimerStep::Deadline => return Ok(Stopped::Deadline),
+                TimerStep::Fired => continue,
+                TimerStep::Wait(w) => w.unwrap_or(READ_POLL),
+            };
             match self.rx.recv_timeout(wait) {
                 Ok(incoming) => {
                     self.deliver(incoming);
