@@ -367,8 +367,8 @@ impl<'a> Message<'a> {
         if self.mi == 0 {
             return Err(VerifyError::NoIntegrity);
         }
-        let mac = key.sha1_covered(self.buf, self.mi, self.covered_length(self.mi, 20));
-        match ct_eq(&mac, self.value_at(self.mi)) {
+        let length = self.covered_length(self.mi, 20);
+        match key.sha1_covered_matches(self.buf, self.mi, length, self.value_at(self.mi)) {
             true => Ok(()),
             false => Err(VerifyError::IntegrityMismatch),
         }
