@@ -8,7 +8,8 @@
 //! mutable-slice writer for stun-types.
 //!
 //! Workloads:
-//! - `W1`: parse + verify MESSAGE-INTEGRITY + verify FINGERPRINT of an ICE Binding request.
+//! - `W1`: parse + verify MESSAGE-INTEGRITY + verify FINGERPRINT of an ICE Binding request
+//!   (floe: `Message::verify`, both in one call; `floe-2calls`: the two separate calls).
 //! - `W2`: build that request (USERNAME, PRIORITY, ICE-CONTROLLING, USE-CANDIDATE, MI, FP).
 //! - `W3`: parse + verify MI + FP of a Binding success response and read XOR-MAPPED-ADDRESS.
 //! - `W5`: parse only (floe also reads USERNAME; the peers run their parse/decode step).
@@ -367,6 +368,11 @@ fn jobs<'a>(fx: &'a Fixture, scratch: &'a mut Scratch) -> Vec<Job<'a>> {
     vec![
         // ---- W1: parse + verify MI + verify FP of the ICE request ----------------------------
         job("W1", "floe", move || {
+            // `verify` checks FINGERPRINT (when present) and integrity in one call.
+            let msg = Message::parse(black_box(request)).unwrap();
+            msg.verify(key).unwrap();
+        }),
+        job("W1", "floe-2calls", move || {
             let msg = Message::parse(black_box(request)).unwrap();
             msg.verify_integrity(key).unwrap();
             msg.verify_fingerprint().unwrap();
@@ -395,8 +401,7 @@ fn jobs<'a>(fx: &'a Fixture, scratch: &'a mut Scratch) -> Vec<Job<'a>> {
         // ---- W3: parse + verify MI + FP of the success response, read the address -----------
         job("W3", "floe", move || {
             let msg = Message::parse(black_box(response)).unwrap();
-            msg.verify_integrity(key).unwrap();
-            msg.verify_fingerprint().unwrap();
+            msg.verify(key).unwrap();
             black_box(msg.require::<XorMappedAddress>().unwrap().0);
         }),
         job("W3", "rtc-stun", move || {
@@ -522,6 +527,12 @@ fn interleaved(jobs: &mut [Job<'_>]) {
             r.min(s) / f
         );
     }
+    let two = ns("W1", "floe-2calls");
+    println!(
+        "W1 floe with verify_integrity + verify_fingerprint: {two:.1} ({:.2} x floor, faster peer / it {:.2})",
+        two / floor,
+        ns("W1", "rtc-stun").min(ns("W1", "stun-types")) / two
+    );
     println!("floor  {floor:.1}");
     println!("sha1x3 {:.1}", ns("sha1x3", "compress"));
 }

@@ -78,7 +78,7 @@ impl IntegrityKey {
         let mut mac = [0u8; 20];
         for (dst, word) in mac
             .chunks_exact_mut(4)
-            .zip(self.sha1.mac_covered(msg, at, length))
+            .zip(self.sha1.mac_covered(msg, at, length, || ()).0)
         {
             dst.copy_from_slice(&word.to_be_bytes());
         }
@@ -96,15 +96,32 @@ impl IntegrityKey {
         length: u16,
         expected: &[u8],
     ) -> bool {
+        self.sha1_covered_matches_and(msg, at, length, expected, || ())
+            .0
+    }
+
+    /// [`sha1_covered_matches`](Self::sha1_covered_matches), running `meanwhile` between the
+    /// inner and the outer hash. The outer block waits ~34 ns for the inner state; work that
+    /// does not depend on the MAC (the FINGERPRINT CRC) placed there runs in that wait instead
+    /// of after it.
+    #[inline]
+    pub(crate) fn sha1_covered_matches_and<R>(
+        &self,
+        msg: &[u8],
+        at: usize,
+        length: u16,
+        expected: &[u8],
+        meanwhile: impl FnOnce() -> R,
+    ) -> (bool, R) {
+        let (state, r) = self.sha1.mac_covered(msg, at, length, meanwhile);
         let Ok(expected) = <&[u8; 20]>::try_from(expected) else {
-            return false;
+            return (false, r);
         };
-        let state = self.sha1.mac_covered(msg, at, length);
         let mut diff = 0u32;
         for (word, bytes) in state.iter().zip(expected.chunks_exact(4)) {
             diff |= word ^ u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
         }
-        bool::from(diff.ct_eq(&0))
+        (bool::from(diff.ct_eq(&0)), r)
     }
 
     /// HMAC-SHA256 over `msg[..at]` with the header's length field read as `length`
@@ -166,9 +183,16 @@ impl Sha1Pads {
     }
 
     /// The MAC of `msg[..at]` with bytes 2..4 (the STUN length field) read as `length`, as
-    /// the five big-endian words of the outer SHA-1 state.
+    /// the five big-endian words of the outer SHA-1 state; `meanwhile` runs between the inner
+    /// and the outer hash.
     #[inline]
-    fn mac_covered(&self, msg: &[u8], at: usize, length: u16) -> [u32; 5] {
+    fn mac_covered<R>(
+        &self,
+        msg: &[u8],
+        at: usize,
+        length: u16,
+        meanwhile: impl FnOnce() -> R,
+    ) -> ([u32; 5], R) {
         let covered = &msg[..at];
         let field = length.to_be_bytes();
         let mut state = self.inner;
@@ -187,16 +211,39 @@ impl Sha1Pads {
         // (FIPS 180-4 §5.1.1): one block, or two when fewer than 9 bytes are left in the
         // first. Both go to the compression function in one call.
         let rest = chunks.remainder();
+        let start = at - rest.len();
         let mut tail = [Block::default(), Block::default()];
         let blocks = if rest.len() >= 56 { 2 } else { 1 };
         let bits = ((64 + at as u64) * 8).to_be_bytes();
-        tail[0][..rest.len()].copy_from_slice(rest);
+        if let Some(src) = msg.get(start..start + 64) {
+            // The buffer goes on past `at` (a received message has the integrity attribute
+            // there; a builder's buffer has room): read a whole block and clear what is past
+            // `at`, 16 bytes at a time. A copy of `rest.len()` bytes would be a variable-length
+            // `memcpy` call, which measured 12 ns slower per message.
+            for (lane, (dst, src)) in tail[0]
+                .chunks_exact_mut(16)
+                .zip(src.chunks_exact(16))
+                .enumerate()
+            {
+                let keep = rest.len().saturating_sub(16 * lane).min(16);
+                let mask = match keep {
+                    16 => u128::MAX,
+                    k => (1u128 << (8 * k)) - 1,
+                };
+                let mut bytes = [0u8; 16];
+                bytes.copy_from_slice(src);
+                dst.copy_from_slice(&(u128::from_le_bytes(bytes) & mask).to_le_bytes());
+            }
+        } else {
+            tail[0][..rest.len()].copy_from_slice(rest);
+        }
         if first && rest.len() >= 4 {
             tail[0][2..4].copy_from_slice(&field);
         }
         tail[0][rest.len()] = 0x80;
         tail[blocks - 1][56..].copy_from_slice(&bits);
         sha1::compress(&mut state, &tail[..blocks]);
+        let r = meanwhile();
         // Outer hash: the inner digest in one block.
         let mut outer = Block::default();
         for (dst, word) in outer.chunks_exact_mut(4).zip(state) {
@@ -206,7 +253,7 @@ impl Sha1Pads {
         outer[56..].copy_from_slice(&((64u64 + 20) * 8).to_be_bytes());
         let mut state = self.outer;
         sha1::compress(&mut state, core::slice::from_ref(&outer));
-        state
+        (state, r)
     }
 }
 
@@ -372,6 +419,18 @@ mod tests {
                         want,
                         "key {key_len} msg {len}"
                     );
+                    // Bytes past `at` (the integrity attribute, or a builder's spare room)
+                    // must not leak into the MAC, however many there are.
+                    for extra in [1usize, 8, 63, 64, 100] {
+                        let mut longer = msg.clone();
+                        longer.extend((0..extra).map(|i| 0xA5 ^ i as u8));
+                        assert_eq!(
+                            key.sha1_covered(&longer, len, field),
+                            want,
+                            "key {key_len} msg {len} + {extra}"
+                        );
+                        assert!(key.sha1_covered_matches(&longer, len, field, &want));
+                    }
                     assert!(key.sha1_covered_matches(&msg, len, field, &want));
                     for i in 0..20 {
                         let mut wrong = want;

@@ -361,6 +361,33 @@ impl<'a> Message<'a> {
         }
     }
 
+    /// Verifies FINGERPRINT when the message has one, and message integrity as
+    /// [`verify_integrity`](Self::verify_integrity) does: what a receiver of ICE checks or TURN
+    /// requests wants, in one call. A wrong FINGERPRINT is reported before any integrity error
+    /// (it says the datagram is not STUN at all, RFC 8489 §7.3).
+    ///
+    /// Faster than the two calls one after the other: the CRC runs while the HMAC-SHA1's outer
+    /// block waits for its inner hash.
+    #[inline]
+    pub fn verify(&self, key: &IntegrityKey) -> Result<IntegrityAlgorithm, VerifyError> {
+        if self.mi256 != 0 || self.mi == 0 {
+            if self.fp != 0 {
+                self.verify_fingerprint()?;
+            }
+            return self.verify_integrity(key);
+        }
+        let length = self.covered_length(self.mi, 20);
+        let (mac_ok, fp_ok) =
+            key.sha1_covered_matches_and(self.buf, self.mi, length, self.value_at(self.mi), || {
+                self.fp == 0 || self.verify_fingerprint().is_ok()
+            });
+        match (fp_ok, mac_ok) {
+            (false, _) => Err(VerifyError::FingerprintMismatch),
+            (true, false) => Err(VerifyError::IntegrityMismatch),
+            (true, true) => Ok(IntegrityAlgorithm::Sha1),
+        }
+    }
+
     /// Verifies MESSAGE-INTEGRITY (HMAC-SHA1) only.
     #[inline]
     pub fn verify_message_integrity(&self, key: &IntegrityKey) -> Result<(), VerifyError> {

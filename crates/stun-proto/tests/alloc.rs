@@ -106,6 +106,7 @@ fn parse_and_verify_allocate_nothing() {
             let msg = Message::parse(&bytes).unwrap();
             ok &= msg.verify_integrity(&key) == Ok(IntegrityAlgorithm::Sha1);
             ok &= msg.verify_fingerprint().is_ok();
+            ok &= msg.verify(&key) == Ok(IntegrityAlgorithm::Sha1);
             ok &= msg.require::<Username<'_>>().unwrap().as_str() == "abcd:efgh";
             ok &= msg.require::<Priority>().unwrap() == Priority(0x6e00_01ff);
             ok &= msg.has(AttributeType::USE_CANDIDATE);

@@ -308,10 +308,11 @@ impl Agent {
     ) {
         let tid = msg.transaction_id();
         let authentic = ctx.generation == self.current.id
-            && self.current.remote.as_ref().is_some_and(|r| {
-                (!msg.has_fingerprint() || msg.verify_fingerprint().is_ok())
-                    && msg.verify_integrity(&r.key).is_ok()
-            });
+            && self
+                .current
+                .remote
+                .as_ref()
+                .is_some_and(|r| msg.verify(&r.key).is_ok());
         if !authentic {
             // RFC 8489 §9.1.4 (UDP): an unauthenticated response is ignored; retransmissions
             // go on.

@@ -186,10 +186,9 @@ impl Agent {
             Which::Selected => Some(&self.current),
             Which::Previous => self.previous.as_deref(),
         };
-        let authentic = generation.and_then(|g| g.remote.as_ref()).is_some_and(|r| {
-            (!msg.has_fingerprint() || msg.verify_fingerprint().is_ok())
-                && msg.verify_integrity(&r.key).is_ok()
-        });
+        let authentic = generation
+            .and_then(|g| g.remote.as_ref())
+            .is_some_and(|r| msg.verify(&r.key).is_ok());
         let Some(path) = self.path_mut(due) else {
             return false;
         };
