@@ -181,7 +181,14 @@ fn fuzz_key() -> IntegrityKey {
 
 fn verify_original(msg: &Message<'_>) {
     for key in keys() {
-        let _ = msg.verify_integrity(&key);
+        let separate = match msg.has_fingerprint() {
+            true => msg
+                .verify_fingerprint()
+                .and_then(|()| msg.verify_integrity(&key)),
+            false => msg.verify_integrity(&key),
+        };
+        // The one-pass check must say exactly what the separate checks say.
+        assert_eq!(msg.verify(&key), separate, "Message::verify disagrees");
         let _ = msg.verify_message_integrity(&key);
         let _ = msg.verify_message_integrity_sha256(&key);
     }
