@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 use stun_proto::client::{BindingClient, BindingEvent};
+use stun_proto::nat::lifetime::{BindingLifetimeDiscovery, LifetimeEvent};
 use stun_proto::nat::{NatDiscovery, NatDiscoveryEvent};
 use stun_proto::server::BindingServer;
 use stun_proto::{Input, Transmit};
@@ -62,6 +63,26 @@ impl Machine for BindingClient {
     }
     fn poll_timeout(&self) -> Option<Instant> {
         BindingClient::poll_timeout(self)
+    }
+}
+
+impl Machine for BindingLifetimeDiscovery {
+    type Event = LifetimeEvent;
+
+    fn handle_input(&mut self, now: Instant, input: Input<'_>) {
+        BindingLifetimeDiscovery::handle_input(self, now, input);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        BindingLifetimeDiscovery::handle_timeout(self, now);
+    }
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        BindingLifetimeDiscovery::poll_transmit(self)
+    }
+    fn poll_event(&mut self) -> Option<Self::Event> {
+        BindingLifetimeDiscovery::poll_event(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        BindingLifetimeDiscovery::poll_timeout(self)
     }
 }
 

@@ -9,6 +9,7 @@ use std::ops::ControlFlow;
 use std::thread::JoinHandle;
 use stun_proto::TransportProtocol;
 use stun_proto::client::{BindingClient, BindingClientConfig, BindingEvent, BindingRequest};
+use stun_proto::nat::lifetime::{BindingLifetimeDiscovery, LifetimeConfig, LifetimeEvent};
 use stun_proto::nat::{NatDiscovery, NatDiscoveryConfig, NatDiscoveryEvent};
 use stun_proto::server::{BindingServer, BindingServerConfig};
 
@@ -65,6 +66,39 @@ pub fn discover(
     runner.run(None, |_, event| {
         outcome = Some(event);
         ControlFlow::Break(())
+    })?;
+    outcome.ok_or_else(|| io::Error::other("stopped without an outcome"))
+}
+
+/// Runs the RFC 5780 §4.6 binding lifetime search against `server` from two sockets: one
+/// bound to `local`, one to the same IP on a port the OS picks. `progress` sees each round's
+/// verdict as it comes; the final event (finished or failed) is returned. This takes as long
+/// as the search: minutes to tens of minutes (see
+/// [`BindingLifetimeDiscovery`]).
+pub fn discover_lifetime(
+    server: SocketAddr,
+    local: SocketAddr,
+    config: LifetimeConfig,
+    mut progress: impl FnMut(&LifetimeEvent),
+) -> io::Result<LifetimeEvent> {
+    let x = bind_udp(local, false)?;
+    let y = bind_udp(SocketAddr::new(local.ip(), 0), false)?;
+    let (x_addr, y_addr) = (x.local_addr()?, y.local_addr()?);
+    let search =
+        BindingLifetimeDiscovery::new(config, os::seed()?, os::now(), x_addr, y_addr, server);
+    let mut runner = Runner::new(search);
+    runner.add_socket(x)?;
+    runner.add_socket(y)?;
+    let mut outcome = None;
+    runner.run(None, |_, event| match event {
+        LifetimeEvent::Probed { .. } => {
+            progress(&event);
+            ControlFlow::Continue(())
+        }
+        event => {
+            outcome = Some(event);
+            ControlFlow::Break(())
+        }
     })?;
     outcome.ok_or_else(|| io::Error::other("stopped without an outcome"))
 }

@@ -1,10 +1,12 @@
 //! `floe nat SERVER`: RFC 5780 NAT behaviour discovery, explained.
 
 use crate::resolve::{resolve, show};
-use drivers::stun::{any_local_for, discover};
+use drivers::stun::{any_local_for, discover, discover_lifetime};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
+use stun_proto::nat::lifetime::{LifetimeConfig, LifetimeEvent};
 use stun_proto::nat::{
     FilteringBehavior, MappingBehavior, NatDiscoveryConfig, NatDiscoveryEvent, NatReport,
 };
@@ -20,9 +22,28 @@ pub struct Args {
     /// Skip the hairpinning probe.
     #[arg(long)]
     no_hairpin: bool,
+    /// Also measure how long the NAT keeps an idle UDP mapping (RFC 5780 §4.6; needs a
+    /// server that honours RESPONSE-PORT). A binary search: minutes to tens of minutes.
+    #[arg(long)]
+    lifetime: bool,
+    /// The longest lifetime the search considers, in seconds.
+    #[arg(long, default_value_t = 1200, value_parser = clap::value_parser!(u64).range(1..))]
+    lifetime_max: u64,
+    /// Stop when the lifetime is known to within this many seconds.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    lifetime_precision: u64,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Serialize)]
+struct LifetimeOutput {
+    /// The mapping was still there after this many seconds idle.
+    at_least_secs: f64,
+    /// It was gone after this many (absent if it never expired up to the maximum).
+    less_than_secs: Option<f64>,
+    rounds: u32,
 }
 
 #[derive(Serialize)]
@@ -34,6 +55,8 @@ struct Output {
     filtering: Option<&'static str>,
     hairpinning: Option<bool>,
     summary: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    binding_lifetime: Option<LifetimeOutput>,
 }
 
 fn mapping_name(m: MappingBehavior) -> &'static str {
@@ -91,39 +114,87 @@ pub fn run(args: Args) -> std::io::Result<ExitCode> {
         hairpinning: !args.no_hairpin,
         ..NatDiscoveryConfig::default()
     };
-    match discover(server, local, config)? {
-        NatDiscoveryEvent::Finished(r) => {
-            let out = Output {
-                local: show(r.local),
-                mapped: show(r.mapped),
-                other_address: r.other_address.map(show),
-                mapping: r.mapping.map(mapping_name),
-                filtering: r.filtering.map(filtering_name),
-                hairpinning: r.hairpinning,
-                summary: explain(&r),
-            };
-            if args.json {
-                println!("{}", serde_json::to_string(&out)?);
-            } else {
-                println!("mapped {}", out.mapped);
-                println!("mapping {}", out.mapping.unwrap_or("unknown"));
-                println!("filtering {}", out.filtering.unwrap_or("unknown"));
-                match out.hairpinning {
-                    Some(h) => println!("hairpinning {}", if h { "yes" } else { "no" }),
-                    None => println!("hairpinning not tested"),
-                }
-                println!();
-                println!("{}", out.summary);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+    let report = match discover(server, local, config)? {
+        NatDiscoveryEvent::Finished(r) => r,
         NatDiscoveryEvent::Failed(e) => {
             eprintln!("floe nat: {server}: {e}");
-            Ok(ExitCode::from(1))
+            return Ok(ExitCode::from(1));
         }
         other => {
             eprintln!("floe nat: unexpected outcome {other:?}");
-            Ok(ExitCode::from(1))
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut out = Output {
+        local: show(report.local),
+        mapped: show(report.mapped),
+        other_address: report.other_address.map(show),
+        mapping: report.mapping.map(mapping_name),
+        filtering: report.filtering.map(filtering_name),
+        hairpinning: report.hairpinning,
+        summary: explain(&report),
+        binding_lifetime: None,
+    };
+    if args.lifetime {
+        let max = Duration::from_secs(args.lifetime_max);
+        let config = LifetimeConfig {
+            min: LifetimeConfig::default().min.min(max),
+            max,
+            precision: Duration::from_secs(args.lifetime_precision),
+            ..LifetimeConfig::default()
+        };
+        eprintln!("floe nat: measuring the binding lifetime (up to {max:?}; this takes a while)");
+        let progress = |e: &LifetimeEvent| {
+            if let LifetimeEvent::Probed { idle, alive } = e {
+                let verdict = if *alive { "alive" } else { "expired" };
+                eprintln!("floe nat: after {} s idle: {verdict}", idle.as_secs());
+            }
+        };
+        // The search binds its own two sockets on the local IP.
+        match discover_lifetime(server, local, config, progress)? {
+            LifetimeEvent::Finished(r) => {
+                out.binding_lifetime = Some(LifetimeOutput {
+                    at_least_secs: r.at_least.as_secs_f64(),
+                    less_than_secs: r.less_than.map(|d| d.as_secs_f64()),
+                    rounds: r.rounds,
+                });
+            }
+            LifetimeEvent::Failed(e) => {
+                eprintln!("floe nat: binding lifetime: {e}");
+                return Ok(ExitCode::from(1));
+            }
+            other => {
+                eprintln!("floe nat: unexpected outcome {other:?}");
+                return Ok(ExitCode::from(1));
+            }
         }
     }
+    if args.json {
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        println!("mapped {}", out.mapped);
+        println!("mapping {}", out.mapping.unwrap_or("unknown"));
+        println!("filtering {}", out.filtering.unwrap_or("unknown"));
+        match out.hairpinning {
+            Some(h) => println!("hairpinning {}", if h { "yes" } else { "no" }),
+            None => println!("hairpinning not tested"),
+        }
+        if let Some(l) = &out.binding_lifetime {
+            match l.less_than_secs {
+                Some(hi) => println!(
+                    "binding lifetime at least {:.0} s, less than {hi:.0} s: keepalives every \
+                     {:.0} s keep mappings open",
+                    l.at_least_secs,
+                    (l.at_least_secs * 0.8).floor().max(1.0)
+                ),
+                None => println!(
+                    "binding lifetime at least {:.0} s (never expired in the search)",
+                    l.at_least_secs
+                ),
+            }
+        }
+        println!();
+        println!("{}", out.summary);
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -104,3 +104,42 @@ fn usage_errors_exit_2() {
     let out = floe().args(["no-such-command"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `floe nat --lifetime` on loopback against an in-process RFC 5780 binding server: no NAT,
+/// so the "mapping" never expires and the search ends at its maximum.
+#[test]
+fn nat_lifetime_without_a_nat_reaches_the_maximum() {
+    let server = drivers::stun::BindingService::spawn(
+        &["127.0.0.1:0".parse().unwrap()],
+        stun_proto::server::BindingServerConfig::default(),
+    )
+    .unwrap();
+    let addr = server.local_addrs()[0];
+    let out = floe()
+        .args([
+            "nat",
+            &addr.to_string(),
+            "--local",
+            "127.0.0.1:0",
+            "--no-hairpin",
+            "--lifetime",
+            "--lifetime-max",
+            "2",
+            "--lifetime-precision",
+            "1",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["mapped"], v["local"], "no NAT on loopback");
+    let l = &v["binding_lifetime"];
+    assert_eq!(l["at_least_secs"], 2.0, "{v}");
+    assert!(l["less_than_secs"].is_null(), "{v}");
+    // T = 0, then T = 2 s: both answered on the first socket.
+    assert_eq!(l["rounds"], 2, "{v}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("after 2 s idle: alive"), "{stderr}");
+    server.stop().unwrap();
+}

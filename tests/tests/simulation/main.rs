@@ -6,6 +6,7 @@
 
 mod determinism;
 mod ip;
+mod lifetime;
 mod long_run;
 mod matrix;
 mod recovery;

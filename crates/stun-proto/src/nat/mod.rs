@@ -6,6 +6,11 @@
 //! filter for later ones (§4.5): the connectivity test, then the two filtering tests (which
 //! only ever send to the primary address), then the mapping tests to the alternate
 //! addresses, then hairpinning.
+//!
+//! [`lifetime::BindingLifetimeDiscovery`] measures how long the NAT keeps an idle mapping
+//! (RFC 5780 §4.6), from two local sockets.
+
+pub mod lifetime;
 
 use crate::attributes::ChangeRequest;
 use crate::client::{
