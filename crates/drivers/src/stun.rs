@@ -73,8 +73,7 @@ pub fn discover(
 /// Runs the RFC 5780 §4.6 binding lifetime search against `server` from two sockets: one
 /// bound to `local`, one to the same IP on a port the OS picks. `progress` sees each round's
 /// verdict as it comes; the final event (finished or failed) is returned. This takes as long
-/// as the search: minutes to tens of minutes (see
-/// [`BindingLifetimeDiscovery`]).
+/// as the search: tens of minutes to hours (see [`BindingLifetimeDiscovery`]).
 pub fn discover_lifetime(
     server: SocketAddr,
     local: SocketAddr,

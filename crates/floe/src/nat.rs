@@ -23,7 +23,8 @@ pub struct Args {
     #[arg(long)]
     no_hairpin: bool,
     /// Also measure how long the NAT keeps an idle UDP mapping (RFC 5780 §4.6; needs a
-    /// server that honours RESPONSE-PORT). A binary search: minutes to tens of minutes.
+    /// server that honours RESPONSE-PORT). A binary search over idle times: with the
+    /// defaults, tens of minutes, up to ~2.7 hours when mappings outlive --lifetime-max.
     #[arg(long)]
     lifetime: bool,
     /// The longest lifetime the search considers, in seconds.
