@@ -46,62 +46,34 @@ impl Machine for BindingServer {
     }
 }
 
-impl Machine for BindingClient {
-    type Event = BindingEvent;
+/// `Machine` for a core whose inherent methods already have the trait's shape: each trait
+/// method calls the method of the same name.
+macro_rules! machine_by_delegation {
+    ($($machine:ty => $event:ty),+ $(,)?) => {$(
+        impl Machine for $machine {
+            type Event = $event;
 
-    fn handle_input(&mut self, now: Instant, input: Input<'_>) {
-        BindingClient::handle_input(self, now, input);
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        BindingClient::handle_timeout(self, now);
-    }
-    fn poll_transmit(&mut self) -> Option<Transmit> {
-        BindingClient::poll_transmit(self)
-    }
-    fn poll_event(&mut self) -> Option<Self::Event> {
-        BindingClient::poll_event(self)
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        BindingClient::poll_timeout(self)
-    }
+            fn handle_input(&mut self, now: Instant, input: Input<'_>) {
+                <$machine>::handle_input(self, now, input);
+            }
+            fn handle_timeout(&mut self, now: Instant) {
+                <$machine>::handle_timeout(self, now);
+            }
+            fn poll_transmit(&mut self) -> Option<Transmit> {
+                <$machine>::poll_transmit(self)
+            }
+            fn poll_event(&mut self) -> Option<Self::Event> {
+                <$machine>::poll_event(self)
+            }
+            fn poll_timeout(&self) -> Option<Instant> {
+                <$machine>::poll_timeout(self)
+            }
+        }
+    )+};
 }
 
-impl Machine for BindingLifetimeDiscovery {
-    type Event = LifetimeEvent;
-
-    fn handle_input(&mut self, now: Instant, input: Input<'_>) {
-        BindingLifetimeDiscovery::handle_input(self, now, input);
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        BindingLifetimeDiscovery::handle_timeout(self, now);
-    }
-    fn poll_transmit(&mut self) -> Option<Transmit> {
-        BindingLifetimeDiscovery::poll_transmit(self)
-    }
-    fn poll_event(&mut self) -> Option<Self::Event> {
-        BindingLifetimeDiscovery::poll_event(self)
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        BindingLifetimeDiscovery::poll_timeout(self)
-    }
-}
-
-impl Machine for NatDiscovery {
-    type Event = NatDiscoveryEvent;
-
-    fn handle_input(&mut self, now: Instant, input: Input<'_>) {
-        NatDiscovery::handle_input(self, now, input);
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        NatDiscovery::handle_timeout(self, now);
-    }
-    fn poll_transmit(&mut self) -> Option<Transmit> {
-        NatDiscovery::poll_transmit(self)
-    }
-    fn poll_event(&mut self) -> Option<Self::Event> {
-        NatDiscovery::poll_event(self)
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        NatDiscovery::poll_timeout(self)
-    }
+machine_by_delegation! {
+    BindingClient => BindingEvent,
+    NatDiscovery => NatDiscoveryEvent,
+    BindingLifetimeDiscovery => LifetimeEvent,
 }
