@@ -8,9 +8,12 @@
 
 use core::fmt;
 use hmac::{Hmac, Mac};
+#[cfg(test)]
 use sha1::Sha1;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
+
+use crate::hmac_sha1::Sha1Pads;
 
 #[cfg(test)]
 type HmacSha1 = Hmac<Sha1>;
@@ -101,7 +104,7 @@ impl IntegrityKey {
     }
 
     /// [`sha1_covered_matches`](Self::sha1_covered_matches), running `meanwhile` between the
-    /// inner and the outer hash. The outer block waits ~34 ns for the inner state; work that
+    /// inner and the outer hash. The outer block waits ~30 ns for the inner state; work that
     /// does not depend on the MAC (the FINGERPRINT CRC) placed there runs in that wait instead
     /// of after it.
     #[inline]
@@ -130,130 +133,6 @@ impl IntegrityKey {
         let mut mac = self.sha256.clone();
         update_covered(&mut mac, msg, at, length);
         mac.finalize().into_bytes().into()
-    }
-}
-
-/// HMAC-SHA1 (RFC 2104) with both pads already hashed, built on the SHA-1 compression function.
-///
-/// The `hmac` crate's keyed state does the same work, but each message then pays for copying
-/// its buffered state, feeding bytes through a block buffer and finishing two generic hashers.
-/// Here a message is its whole 64-byte blocks (the first with the length field patched), one or
-/// two padded tail blocks in one call, and one outer block. The SHA-1 blocks themselves are
-/// the floor: each waits for the one before, about 34 ns apiece on the benchmark machine, and
-/// this saves 15–20 ns of the ~20–40 ns the `hmac` crate adds around them (docs/BENCHMARKS.md).
-/// Tests check it against the `hmac` crate for key and message lengths around every block
-/// boundary.
-#[derive(Clone)]
-struct Sha1Pads {
-    /// The SHA-1 state after the block `key ^ ipad`.
-    inner: [u32; 5],
-    /// The SHA-1 state after the block `key ^ opad`.
-    outer: [u32; 5],
-}
-
-/// SHA-1's initial state (FIPS 180-4 §5.3.1).
-const SHA1_IV: [u32; 5] = [
-    0x6745_2301,
-    0xEFCD_AB89,
-    0x98BA_DCFE,
-    0x1032_5476,
-    0xC3D2_E1F0,
-];
-
-/// One SHA-1 input block, as the compression function takes it.
-type Block = sha1::digest::generic_array::GenericArray<u8, sha1::digest::consts::U64>;
-
-impl Sha1Pads {
-    fn new(key: &[u8]) -> Sha1Pads {
-        use sha1::Digest;
-        // Keys longer than a block are hashed first (RFC 2104 §2); shorter ones are
-        // zero-padded to a block.
-        let mut k = [0u8; 64];
-        if key.len() > 64 {
-            k[..20].copy_from_slice(&Sha1::digest(key));
-        } else {
-            k[..key.len()].copy_from_slice(key);
-        }
-        let ipad = Block::from(k.map(|b| b ^ 0x36));
-        let opad = Block::from(k.map(|b| b ^ 0x5c));
-        let (mut inner, mut outer) = (SHA1_IV, SHA1_IV);
-        sha1::compress(&mut inner, core::slice::from_ref(&ipad));
-        sha1::compress(&mut outer, core::slice::from_ref(&opad));
-        Sha1Pads { inner, outer }
-    }
-
-    /// The MAC of `msg[..at]` with bytes 2..4 (the STUN length field) read as `length`, as
-    /// the five big-endian words of the outer SHA-1 state; `meanwhile` runs between the inner
-    /// and the outer hash.
-    #[inline]
-    fn mac_covered<R>(
-        &self,
-        msg: &[u8],
-        at: usize,
-        length: u16,
-        meanwhile: impl FnOnce() -> R,
-    ) -> ([u32; 5], R) {
-        let covered = &msg[..at];
-        let field = length.to_be_bytes();
-        let mut state = self.inner;
-        let mut chunks = covered.chunks_exact(64);
-        let mut first = true;
-        for chunk in &mut chunks {
-            let mut block = Block::default();
-            block.copy_from_slice(chunk);
-            if first {
-                block[2..4].copy_from_slice(&field);
-                first = false;
-            }
-            sha1::compress(&mut state, core::slice::from_ref(&block));
-        }
-        // The tail: the last bytes, 0x80, zeros, and the bit length of key block + message
-        // (FIPS 180-4 §5.1.1): one block, or two when fewer than 9 bytes are left in the
-        // first. Both go to the compression function in one call.
-        let rest = chunks.remainder();
-        let start = at - rest.len();
-        let mut tail = [Block::default(), Block::default()];
-        let blocks = if rest.len() >= 56 { 2 } else { 1 };
-        let bits = ((64 + at as u64) * 8).to_be_bytes();
-        if let Some(src) = msg.get(start..start + 64) {
-            // The buffer goes on past `at` (a received message has the integrity attribute
-            // there; a builder's buffer has room): read a whole block and clear what is past
-            // `at`, 16 bytes at a time. A copy of `rest.len()` bytes would be a variable-length
-            // `memcpy` call, which measured 12 ns slower per message.
-            for (lane, (dst, src)) in tail[0]
-                .chunks_exact_mut(16)
-                .zip(src.chunks_exact(16))
-                .enumerate()
-            {
-                let keep = rest.len().saturating_sub(16 * lane).min(16);
-                let mask = match keep {
-                    16 => u128::MAX,
-                    k => (1u128 << (8 * k)) - 1,
-                };
-                let mut bytes = [0u8; 16];
-                bytes.copy_from_slice(src);
-                dst.copy_from_slice(&(u128::from_le_bytes(bytes) & mask).to_le_bytes());
-            }
-        } else {
-            tail[0][..rest.len()].copy_from_slice(rest);
-        }
-        if first && rest.len() >= 4 {
-            tail[0][2..4].copy_from_slice(&field);
-        }
-        tail[0][rest.len()] = 0x80;
-        tail[blocks - 1][56..].copy_from_slice(&bits);
-        sha1::compress(&mut state, &tail[..blocks]);
-        let r = meanwhile();
-        // Outer hash: the inner digest in one block.
-        let mut outer = Block::default();
-        for (dst, word) in outer.chunks_exact_mut(4).zip(state) {
-            dst.copy_from_slice(&word.to_be_bytes());
-        }
-        outer[20] = 0x80;
-        outer[56..].copy_from_slice(&((64u64 + 20) * 8).to_be_bytes());
-        let mut state = self.outer;
-        sha1::compress(&mut state, core::slice::from_ref(&outer));
-        (state, r)
     }
 }
 

@@ -37,6 +37,7 @@ mod builder;
 pub mod credentials;
 pub mod framing;
 mod header;
+mod hmac_sha1;
 mod integrity;
 mod message;
 mod transport;

@@ -118,3 +118,59 @@ fn every_bit_flip_agrees_with_the_separate_checks() {
         }
     }
 }
+
+/// The largest messages: integrity and fingerprint at offsets above 65535, where `parse` keeps
+/// offsets as quarters. Both MACs and the FINGERPRINT verify, a flipped bit in the last
+/// attribute before them is caught, and the attributes are seen where they are.
+#[test]
+fn offsets_near_the_largest_message_length() {
+    let key = IntegrityKey::short_term("pass");
+    // Header 20 + big attribute + MI (24) + MI-SHA256 (36) + FINGERPRINT (8) <= 20 + 65532.
+    for big in [65_000usize, 65_460] {
+        let mut buf = vec![0u8; 70_000];
+        let mut b = MessageBuilder::new(
+            &mut buf,
+            MessageType::BINDING_REQUEST,
+            TransactionId::new([9; 12]),
+        )
+        .unwrap();
+        let value: Vec<u8> = (0..big).map(|i| (i * 31) as u8).collect();
+        b.add_raw(stun_proto::attributes::AttributeType(0x8030), &value)
+            .unwrap();
+        b.add_message_integrity(&key).unwrap();
+        b.add_message_integrity_sha256(&key).unwrap();
+        b.add_fingerprint().unwrap();
+        let bytes = b.finish().to_vec();
+        if big == 65_460 {
+            // The longest message there is; FINGERPRINT sits at 65544.
+            assert_eq!(bytes.len(), 20 + 65_532);
+        }
+        let msg = Message::parse(&bytes).unwrap();
+        assert!(msg.has_message_integrity() && msg.has_message_integrity_sha256());
+        msg.verify_message_integrity(&key).unwrap();
+        msg.verify_message_integrity_sha256(&key).unwrap();
+        msg.verify_fingerprint().unwrap();
+        assert_eq!(msg.verify(&key), Ok(IntegrityAlgorithm::Sha256));
+        use stun_proto::attributes::AttributeType as T;
+        let seen: Vec<(T, usize)> = msg
+            .attributes()
+            .map(|a| (a.attr_type, a.value.len()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (T(0x8030), big),
+                (T::MESSAGE_INTEGRITY, 20),
+                (T::MESSAGE_INTEGRITY_SHA256, 32),
+                (T::FINGERPRINT, 4)
+            ]
+        );
+        let mut bad = bytes.clone();
+        bad[20 + 4 + big - 1] ^= 1;
+        let msg = Message::parse(&bad).unwrap();
+        assert_eq!(
+            msg.verify_message_integrity(&key),
+            Err(VerifyError::IntegrityMismatch)
+        );
+    }
+}
