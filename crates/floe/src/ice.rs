@@ -2,8 +2,9 @@
 //! that two peers (floe or another implementation speaking the same lines) connect through a
 //! pipe.
 //!
-//! stdout: `a=ice-ufrag:`, `a=ice-pwd:`, one `a=candidate:` line per local candidate as it
-//! becomes known, `a=end-of-candidates`; then status lines `CONNECTED <local> <remote>`,
+//! stdout: `a=ice-ufrag:`, `a=ice-pwd:`, `a=ice-pacing:` when `--ta-ms` is not the default
+//! 50 ms, one `a=candidate:` line per local candidate as it becomes known,
+//! `a=end-of-candidates`; then status lines `CONNECTED <local> <remote>`,
 //! `SENT <text>`, `RECEIVED <text>`, `ECHOED <text>`, `FAILED <reason>`. stdin: the peer's
 //! lines, in any order; other lines are ignored and EOF counts as end-of-candidates. Logs go
 //! to stderr.
@@ -42,9 +43,11 @@ const TURNS_PORT: u16 = 5349;
 #[command(
     group(clap::ArgGroup::new("role").required(true).args(["controlling", "controlled"])),
     after_help = "\
-Signalling is SDP attribute lines: this peer prints a=ice-ufrag, a=ice-pwd, a=candidate
-and a=end-of-candidates lines on stdout and reads the peer's on stdin (in any order; other
-lines are ignored; EOF counts as end-of-candidates). Status lines follow on stdout:
+Signalling is SDP attribute lines: this peer prints a=ice-ufrag, a=ice-pwd, a=ice-pacing
+(only when --ta-ms is not 50), a=candidate and a=end-of-candidates lines on stdout and reads
+the peer's on stdin (in any order; other lines are ignored; EOF counts as
+end-of-candidates). Both peers pace checks at the higher of the two Ta values; a peer that
+sends no a=ice-pacing counts as 50 ms (RFC 8445 section 14.2). Status lines follow on stdout:
 CONNECTED <local> <remote>, SENT <text>, RECEIVED <text>, ECHOED <text>, FAILED <reason>.
 
 Exit codes: 0 success, 1 ICE failed, 2 usage, 3 timeout, 4 echo missing or wrong.
@@ -124,9 +127,10 @@ pub struct Args {
     /// Seconds to wait for success before giving up (exit 3).
     #[arg(long, value_name = "S", default_value = "20", value_parser = seconds)]
     timeout: Duration,
-    /// Ta, the pacing of new checks, in milliseconds: RFC 8445's 50 by default. Lower
-    /// values connect sooner; RFC 8445 section 14.2 wants both peers to use the larger of
-    /// their values, and never less than 5.
+    /// Ta, the pacing of new checks, in milliseconds: RFC 8445's 50 by default, never less
+    /// than 5. Any other value is sent as a=ice-pacing, and both peers use the larger of
+    /// their values (RFC 8445 section 14.2), so a lower one helps only with a peer that
+    /// proposes as low a value.
     #[arg(long, value_name = "MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(5..))]
     ta_ms: u64,
 }
@@ -263,6 +267,9 @@ struct Remote {
     ufrag: Option<String>,
     pwd: Option<String>,
     credentials_set: bool,
+    /// The peer's Ta proposal is known: an `a=ice-pacing` line came, or a candidate came
+    /// first.
+    pacing: bool,
     end_of_candidates: bool,
 }
 
@@ -291,11 +298,22 @@ async fn remote_line(agent: &IceAgent, remote: &mut Remote, line: &str) -> Resul
         Ok(IceAttribute::Ufrag(u)) => remote.ufrag = Some(u),
         Ok(IceAttribute::Pwd(p)) => remote.pwd = Some(p),
         Ok(IceAttribute::Candidate(_)) => {
+            pacing_known(agent, remote).await;
             if let Err(e) = agent.add_remote_candidate(line).await {
                 tracing::warn!(error = %e, line, "remote candidate ignored");
             }
         }
-        Ok(IceAttribute::EndOfCandidates) => end_of_candidates(agent, remote).await,
+        Ok(IceAttribute::EndOfCandidates) => {
+            pacing_known(agent, remote).await;
+            end_of_candidates(agent, remote).await
+        }
+        Ok(IceAttribute::Pacing(ms)) => {
+            remote.pacing = true;
+            let proposed = Some(Duration::from_millis(u64::from(ms)));
+            if let Err(e) = agent.set_remote_pacing(proposed).await {
+                tracing::warn!(error = %e, "ice-pacing");
+            }
+        }
         Ok(_) => tracing::debug!(line, "ignored"),
         Err(e) => tracing::warn!(error = %e, line, "line ignored"),
     }
@@ -307,6 +325,18 @@ async fn remote_line(agent: &IceAgent, remote: &mut Remote, line: &str) -> Resul
         remote.credentials_set = true;
     }
     Ok(())
+}
+
+/// The peer's session attributes come before its candidates: with no `a=ice-pacing` by its
+/// first candidate it proposes none, which counts as the default 50 ms (RFC 8445 §14.2). A
+/// later `a=ice-pacing` still replaces that.
+async fn pacing_known(agent: &IceAgent, remote: &mut Remote) {
+    if !remote.pacing {
+        remote.pacing = true;
+        if let Err(e) = agent.set_remote_pacing(None).await {
+            tracing::warn!(error = %e, "ice-pacing");
+        }
+    }
 }
 
 async fn end_of_candidates(agent: &IceAgent, remote: &mut Remote) {
@@ -337,6 +367,10 @@ async fn session(args: Args) -> u8 {
     let creds = agent.local_credentials();
     say(format_args!("a=ice-ufrag:{}", creds.ufrag));
     say(format_args!("a=ice-pwd:{}", creds.pwd));
+    // RFC 8445 §14.2: a Ta other than the default must be proposed to the peer.
+    if args.ta_ms != ice_core::DEFAULT_TA.as_millis() as u64 {
+        say(format_args!("a=ice-pacing:{}", args.ta_ms));
+    }
     let outcome = converse(&args, &agent, deadline).await;
     let code = match outcome {
         Ok(()) => 0,

@@ -321,3 +321,69 @@ fn tcp_and_tls_usage_errors_exit_2() {
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(out.line("FAILED").unwrap().contains("ca.pem"), "{out:?}");
 }
+
+/// RFC 8445 §14.2 through `a=ice-pacing`: a peer configured with Ta = 5 ms sends its value,
+/// and paces its checks at the peer's larger proposal, or at 50 ms when the peer proposes
+/// none. The checks go to silent sockets whose first datagrams are timed.
+#[test]
+fn ta_is_negotiated_through_ice_pacing() {
+    let Some(ip) = own_ip("ta_is_negotiated_through_ice_pacing") else {
+        return;
+    };
+    for (pacing_line, least_gap) in [
+        ("a=ice-pacing:200\n", Duration::from_millis(150)),
+        ("", Duration::from_millis(40)),
+    ] {
+        let silent: Vec<std::net::UdpSocket> = (0..4)
+            .map(|_| std::net::UdpSocket::bind((ip, 0)).unwrap())
+            .collect();
+        let mut input =
+            format!("a=ice-ufrag:abcd\na=ice-pwd:abcdefghijklmnopqrstuvwx\n{pacing_line}");
+        for (i, s) in silent.iter().enumerate() {
+            let port = s.local_addr().unwrap().port();
+            input += &format!(
+                "a=candidate:{i} 1 udp {} {ip} {port} typ host\n",
+                2_130_706_431 - i
+            );
+        }
+        // One thread per socket notes when its first check arrives.
+        let started = std::time::Instant::now();
+        let watchers: Vec<_> = silent
+            .into_iter()
+            .map(|s| {
+                std::thread::spawn(move || {
+                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    let mut buf = [0u8; 1500];
+                    s.recv(&mut buf).ok().map(|_| started.elapsed())
+                })
+            })
+            .collect();
+        let out = run_alone(
+            floe_ice(&[
+                "--controlling",
+                "--ta-ms",
+                "5",
+                "--timeout",
+                "2",
+                "--host-ip",
+                &ip.to_string(),
+            ]),
+            &input,
+            false,
+            LIMIT,
+        );
+        assert_eq!(out.code, Some(3), "{out:?}");
+        assert_eq!(out.signalling[2], "a=ice-pacing:5", "{out:?}");
+        let mut firsts: Vec<Duration> = watchers
+            .into_iter()
+            .map(|w| w.join().unwrap().expect("every candidate gets a check"))
+            .collect();
+        firsts.sort();
+        for w in firsts.windows(2) {
+            assert!(
+                w[1] - w[0] >= least_gap,
+                "{pacing_line:?}: checks at {firsts:?}"
+            );
+        }
+    }
+}

@@ -135,8 +135,12 @@ impl Default for ConsentConfig {
     }
 }
 
+/// The default Ta, 50 ms (RFC 8445 §14.2).
+pub const DEFAULT_TA: Duration = Duration::from_millis(50);
+
 /// Agent configuration. `AgentConfig::default()` is a controlling full agent with the RFC
 /// defaults.
+
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
     /// The initial role. A lite agent is always controlled (RFC 8445 §6.1.1).
@@ -206,7 +210,7 @@ impl Default for AgentConfig {
         AgentConfig {
             role: Role::Controlling,
             lite: false,
-            ta: Duration::from_millis(50),
+            ta: DEFAULT_TA,
             max_pairs: 100,
             max_remote_candidates: 64,
             max_peer_reflexive: 16,

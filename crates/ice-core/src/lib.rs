@@ -63,7 +63,9 @@ pub use candidate::{
     ACTIVE_TCP_PORT, Candidate, CandidateType, Foundation, MAX_FOUNDATION_LEN, TcpType,
 };
 pub use checklist::CheckListState;
-pub use config::{AgentConfig, ConsentConfig, Credentials, CredentialsError, Role, TurnServer};
+pub use config::{
+    AgentConfig, ConsentConfig, Credentials, CredentialsError, DEFAULT_TA, Role, TurnServer,
+};
 pub use demux::{AgentSet, Demux, SessionId, check_ufrag};
 pub use error::{
     AddCandidateError, AddStreamError, EndOfCandidatesError, MdnsError, RemoteCandidateError,

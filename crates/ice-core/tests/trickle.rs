@@ -134,6 +134,59 @@ fn candidates_in_a_burst_are_paced() {
     }
 }
 
+/// The gaps between A's first checks when A is configured with Ta = 20 ms and told
+/// `remote` as the peer's `a=ice-pacing` (the outer `None`: never told).
+fn check_gaps_with_remote_pacing(remote: Option<Option<Duration>>) -> (Duration, Vec<Duration>) {
+    let mut net = Net::new();
+    // Only the last addresses work, so most pairs need checking.
+    net.filter = Some(Box::new(|_, d| {
+        d.ip() != ip("198.51.100.3") && d.ip() != ip("203.0.113.3")
+    }));
+    let ips_a = ["198.51.100.1", "198.51.100.2", "198.51.100.3"];
+    let ips_b = ["203.0.113.1", "203.0.113.2", "203.0.113.3"];
+    let config = ice_core::AgentConfig {
+        ta: Duration::from_millis(20),
+        ..Default::default()
+    };
+    let a = net.add_agent("A", &ips_a, config, 93, None);
+    let b = net.add_agent("B", &ips_b, controlled(), 94, None);
+    if let Some(proposed) = remote {
+        net.agent(a).set_remote_pacing(proposed);
+    }
+    net.connect(a, b);
+    add_hosts(&mut net, a, 1, &ips_a, 5000);
+    add_hosts(&mut net, b, 1, &ips_b, 6000);
+    assert!(net.run_until(Duration::from_secs(10), |n| both(
+        n,
+        a,
+        b,
+        ConnectionState::Completed
+    )));
+    let times = check_times(&net, a);
+    assert!(times.len() >= 5, "{times:?}");
+    let gaps = times.windows(2).map(|w| w[1] - w[0]).collect();
+    (net.agent_ref(a).ta(), gaps)
+}
+
+/// RFC 8445 §14.2: both agents pace at the higher of the two proposed Ta values, and a peer
+/// that proposes none counts as proposing 50 ms.
+#[test]
+fn ta_is_the_higher_of_the_two_proposals() {
+    let ms = Duration::from_millis;
+    for (remote, want) in [
+        (None, ms(20)),                 // the peer's proposal unknown: the configured Ta
+        (Some(None), ms(50)),           // the peer proposed nothing: the default counts
+        (Some(Some(ms(10))), ms(20)),   // ours is higher
+        (Some(Some(ms(120))), ms(120)), // theirs is higher
+    ] {
+        let (ta, gaps) = check_gaps_with_remote_pacing(remote);
+        assert_eq!(ta, want, "{remote:?}");
+        assert!(gaps.iter().all(|g| *g >= want), "{remote:?}: {gaps:?}");
+        // Paced at Ta, not slower: the checks of the burst go out one Ta apart.
+        assert_eq!(gaps.iter().min(), Some(&want), "{remote:?}: {gaps:?}");
+    }
+}
+
 /// With no usable pair the agents do not fail while more candidates may come; they fail
 /// once end-of-candidates has arrived and every pair is done (RFC 8838 §8).
 #[test]

@@ -155,6 +155,15 @@ impl IceAgent {
         self.command(|m, now| m.set_remote_credentials(now, ufrag, pwd))
     }
 
+    /// The peer's `a=ice-pacing` value, or `None` when its description had none: the agent
+    /// paces at the higher of it and its own Ta (RFC 8445 §14.2).
+    pub fn set_remote_pacing(&mut self, proposed: Option<Duration>) -> Result<(), IceError> {
+        self.command(|m, _| {
+            m.set_remote_pacing(proposed);
+            Ok(())
+        })
+    }
+
     /// Adds one of the peer's candidates, as its SDP line (`a=candidate:...`).
     pub fn add_remote_candidate(&mut self, line: &str) -> Result<(), IceError> {
         self.command(|m, now| m.add_remote_candidate(now, line))

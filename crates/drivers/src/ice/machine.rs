@@ -8,7 +8,7 @@ use ice_core::sdp::CandidateLine;
 use ice_core::{Agent, Candidate, CandidateType, Event, Input, Received, StreamId, Transmit};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The one component of the one stream the drivers run (data, or RTP/RTCP-mux).
 const COMPONENT: u16 = 1;
@@ -126,6 +126,13 @@ impl AgentMachine {
         pwd: &str,
     ) -> Result<(), IceError> {
         Ok(self.agent.set_remote_credentials(now, ufrag, pwd)?)
+    }
+
+    /// The Ta the peer proposed (`a=ice-pacing`), or `None` when its description had none:
+    /// the agent paces at the higher of the two (RFC 8445 §14.2; see
+    /// `ice_core::Agent::set_remote_pacing`).
+    pub fn set_remote_pacing(&mut self, proposed: Option<Duration>) {
+        self.agent.set_remote_pacing(proposed);
     }
 
     /// Adds a remote candidate from its SDP line (`a=candidate:...` or `candidate:...`).

@@ -48,6 +48,7 @@ use ::tokio::sync::{Mutex, mpsc, oneshot, watch};
 use ice_core::{Candidate, ConnectionState, Credentials, PairInfo, Stats};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use task::{Command, Sockets, Task};
 
 /// Data datagrams queued for [`IceConnection::recv`]; more are dropped, as a full socket
@@ -242,6 +243,14 @@ impl IceAgent {
         let (ufrag, pwd) = (ufrag.to_owned(), pwd.to_owned());
         self.inner
             .ask(|reply| Command::RemoteCredentials { ufrag, pwd, reply })
+            .await
+    }
+
+    /// The peer's `a=ice-pacing` value, or `None` when its description had none: the agent
+    /// paces at the higher of it and its own Ta (RFC 8445 §14.2).
+    pub async fn set_remote_pacing(&self, proposed: Option<Duration>) -> Result<(), IceError> {
+        self.inner
+            .ask(|reply| Command::RemotePacing { proposed, reply })
             .await
     }
 

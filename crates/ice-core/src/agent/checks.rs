@@ -73,7 +73,7 @@ impl Agent {
         }
         self.pacer_wait = None;
         if self.paced_action(now) {
-            self.next_paced = now + self.config.ta;
+            self.next_paced = now + self.ta;
         }
     }
 
@@ -159,7 +159,7 @@ impl Agent {
     fn check_rto(&self) -> Duration {
         let (waiting, in_progress) = self.pair_state_counts();
         let n = u32::try_from(waiting + in_progress).unwrap_or(u32::MAX);
-        self.config.min_rto.max(self.config.ta.saturating_mul(n))
+        self.config.min_rto.max(self.ta.saturating_mul(n))
     }
 
     /// Sends a check for a pair (RFC 8445 §7.2.4): from the base of the local candidate to
@@ -610,7 +610,7 @@ impl Agent {
             };
             // RFC 8445 §14.3: RTO = MAX(500 ms, Ta * Num-Of-Cands).
             let n = u32::try_from(self.gathering.expected).unwrap_or(u32::MAX);
-            let rto = self.config.min_rto.max(self.config.ta.saturating_mul(n));
+            let rto = self.config.min_rto.max(self.ta.saturating_mul(n));
             let transmit = Transmit {
                 transport: TransportProtocol::Udp,
                 source: local,

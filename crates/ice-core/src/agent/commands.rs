@@ -15,6 +15,7 @@ use crate::priority::{
 use crate::sdp::{CandidateLine, ConnectionAddress};
 use crate::stream::{LocalCandidate, RemoteCandidate, Stream, Via};
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 use std::time::Instant;
 use stun_proto::{IntegrityKey, Transmit, TransportProtocol};
 
@@ -266,6 +267,27 @@ impl Agent {
         // Peer-reflexive candidates learnt from checks of another generation cannot be used.
         self.update_states(now);
         Ok(())
+    }
+
+    /// Tells the agent the Ta the peer proposed (`a=ice-pacing`, RFC 8839 §5.6), or `None`
+    /// when the peer's session description has no such attribute. RFC 8445 §14.2: both agents
+    /// use the higher of the two proposals, and an agent that proposes nothing counts as
+    /// proposing the default, 50 ms. So with `None` an agent configured below 50 ms paces at
+    /// 50 ms, and a proposal above the configured Ta slows this agent down to it.
+    ///
+    /// Until this is called the agent paces at its configured Ta. Calling it again (a new
+    /// offer, an ICE restart) replaces the earlier proposal; the new Ta applies from the next
+    /// paced transaction. The application decides what it accepts from the peer: the RFC sets
+    /// no upper bound, so a proposal of minutes would stall the checks.
+    pub fn set_remote_pacing(&mut self, proposed: Option<Duration>) {
+        let remote = proposed.unwrap_or(crate::config::DEFAULT_TA);
+        self.ta = self.config.ta.max(remote);
+    }
+
+    /// Ta in use: the configured value, or after [`set_remote_pacing`](Self::set_remote_pacing)
+    /// the higher of it and the peer's proposal (RFC 8445 §14.2).
+    pub fn ta(&self) -> Duration {
+        self.ta
     }
 
     /// Tells the agent whether the peer is an ICE-lite agent (`a=ice-lite`). RFC 8445 §6.1.1:

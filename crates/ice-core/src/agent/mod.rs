@@ -27,7 +27,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use stun_proto::transaction::{ClientTransactions, TransactionConfig};
 use stun_proto::{IntegrityKey, Transmit, TransportProtocol};
 
@@ -231,6 +231,9 @@ pub struct Agent {
     state: ConnectionState,
     /// No new paced transaction before this (Ta, RFC 8445 §14.2).
     next_paced: Instant,
+    /// Ta in use: `config.ta` until the peer's proposal is known, then the higher of the two
+    /// (RFC 8445 §14.2); see [`Agent::set_remote_pacing`].
+    ta: Duration,
     /// When a shared [`Pacer`] refused a slot: its next slot.
     pacer_wait: Option<Instant>,
     /// RFC 8445 §6.1.4.2: the checklist to look at first on the next Ta tick.
@@ -405,6 +408,7 @@ impl Agent {
             events: VecDeque::new(),
             state: ConnectionState::New,
             next_paced: now,
+            ta: config.ta,
             pacer_wait: None,
             next_checklist: 0,
             gather_turn: false,

@@ -50,6 +50,10 @@ pub(super) enum Command {
         line: String,
         reply: Reply<()>,
     },
+    RemotePacing {
+        proposed: Option<Duration>,
+        reply: Reply<()>,
+    },
     EndOfCandidates {
         reply: Reply<()>,
     },
@@ -308,6 +312,10 @@ impl Task {
             }
             Command::RemoteCandidate { line, reply } => {
                 let _ = reply.send(m.add_remote_candidate(now, &line));
+            }
+            Command::RemotePacing { proposed, reply } => {
+                m.set_remote_pacing(proposed);
+                let _ = reply.send(Ok(()));
             }
             Command::EndOfCandidates { reply } => {
                 let _ = reply.send(m.end_of_remote_candidates(now));
