@@ -12,6 +12,9 @@
 //! * An agent given the line (as the peer's candidate) never panics, and every remote
 //!   candidate it then holds formats (`Candidate::to_sdp`) to a line that parses back to
 //!   that candidate's address, port, priority, type, component and foundation.
+//! * The mDNS querier (`ice_core::mdns`) never panics on a name from the text or on the
+//!   bytes as a response (with the pending query's ID patched in); a response resolves only
+//!   the name asked for, and only once.
 
 use ice_core::sdp::{CandidateLine, ConnectionAddress, IceAttribute};
 use ice_core::{Agent, AgentConfig, Role, TransportProtocol};
@@ -26,6 +29,43 @@ pub fn run(data: &[u8]) {
         ice_attribute(line);
     }
     agent(&text);
+    mdns(&text, data);
+}
+
+fn mdns(text: &str, data: &[u8]) {
+    use ice_core::mdns::{MdnsConfig, MdnsOutcome, MdnsResolver};
+    let now = Instant::now();
+    // Any text as a name: invalid ones fail at once, valid ones are queried.
+    let mut any = MdnsResolver::new(MdnsConfig::default(), 1);
+    any.resolve(now, text.lines().next().unwrap_or(""));
+    any.handle_input("192.0.2.9:5353".parse().expect("address"), data);
+    let mut r = MdnsResolver::new(MdnsConfig::default(), 1);
+    let name = "f0e1d2c3-b4a5-4697-8899-aabbccddeeff.local";
+    r.resolve(now, name);
+    let Some((_, query)) = r.poll_transmit() else {
+        panic!("a valid name is queried");
+    };
+    let mut response = data.to_vec();
+    if let (Some(dst), Some(id)) = (response.get_mut(..2), query.get(..2)) {
+        dst.copy_from_slice(id);
+    }
+    let responder = "192.0.2.9:5353".parse().expect("address");
+    let pending = r.pending();
+    let resolved = r.handle_input(responder, &response);
+    let outcomes: Vec<MdnsOutcome> = std::iter::from_fn(|| r.poll_outcome()).collect();
+    match resolved {
+        true => {
+            assert!(
+                outcomes
+                    .iter()
+                    .any(|o| matches!(o, MdnsOutcome::Resolved { name: n, .. } if n == name)),
+                "{outcomes:?}"
+            );
+            assert!(r.pending() < pending);
+            assert!(!r.handle_input(responder, &response), "resolved twice");
+        }
+        false => assert_eq!(r.pending(), pending),
+    }
 }
 
 fn candidate_line(s: &str) {

@@ -54,7 +54,7 @@ mod machine;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
-pub use builder::Builder;
+pub use builder::{Builder, MdnsResolution};
 pub use error::IceError;
 pub use machine::{AgentMachine, IceOutput, LocalCandidate};
 #[cfg(test)]

@@ -10,8 +10,8 @@
 //! to stderr.
 
 use crate::resolve::resolve;
-use drivers::ice::IceError;
 use drivers::ice::tokio::{IceAgent, IceConnection};
+use drivers::ice::{IceError, MdnsResolution};
 use ice_core::sdp::IceAttribute;
 use std::io::{BufRead, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -114,6 +114,14 @@ pub struct Args {
     /// addresses, without loopback and link-local).
     #[arg(long = "host-ip", value_name = "IP")]
     host_ip: Vec<IpAddr>,
+    /// Resolve the peer's mDNS candidate names (`<uuid>.local`, as browsers send) by asking
+    /// this responder at IP:PORT instead of multicasting queries on the local network
+    /// (224.0.0.251:5353, the default).
+    #[arg(long, value_name = "IP:PORT", conflicts_with = "no_mdns")]
+    mdns_server: Option<SocketAddr>,
+    /// Do not resolve the peer's mDNS candidate names: drop those candidates.
+    #[arg(long)]
+    no_mdns: bool,
     /// After connecting, send TEXT (retrying every 0.5 s, up to 10 times) and expect it
     /// echoed back.
     #[arg(long, value_name = "TEXT")]
@@ -193,7 +201,12 @@ fn builder(args: &Args) -> Result<drivers::ice::Builder<drivers::ice::tokio::Tok
         .relay_only(args.relay_only)
         .tcp_candidates(args.tcp)
         .udp_candidates(!args.no_udp)
-        .ta(Duration::from_millis(args.ta_ms));
+        .ta(Duration::from_millis(args.ta_ms))
+        .mdns(match (args.no_mdns, args.mdns_server) {
+            (true, _) => MdnsResolution::Off,
+            (false, Some(server)) => MdnsResolution::Server(server),
+            (false, None) => MdnsResolution::Multicast,
+        });
     if let Some(stun) = &args.stun {
         b = b.stun(resolve(stun).map_err(|e| format!("--stun {stun}: {e}"))?);
     }

@@ -387,3 +387,65 @@ fn ta_is_negotiated_through_ice_pacing() {
         }
     }
 }
+
+/// A peer's mDNS candidate (`<uuid>.local`, as browsers signal) is resolved through
+/// `--mdns-server` (a responder on loopback answering like RFC 6762 §6.7 has it) and checked:
+/// the check arrives at the address the name stands for.
+#[test]
+fn an_mdns_candidate_is_resolved_and_checked() {
+    const NAME: &str = "0b6c4f1e-7d2a-4e0f-9a51-c1d2e3f40516.local";
+    let responder = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    responder
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let server = responder.local_addr().unwrap();
+    let answered = std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        let (n, from) = responder.recv_from(&mut buf).unwrap();
+        // Echo the query's header and first question, then one A record: 127.0.0.1.
+        let question_end = 12 + NAME.len() + 2 + 4;
+        assert!(n >= question_end, "a query for the name: {:?}", &buf[..n]);
+        let mut reply = buf[..question_end].to_vec();
+        reply[2..12].copy_from_slice(&[0x84, 0, 0, 1, 0, 1, 0, 0, 0, 0]);
+        reply.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 10, 0, 4, 127, 0, 0, 1]);
+        responder.send_to(&reply, from).unwrap();
+    });
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let input = format!(
+        "a=ice-ufrag:abcd\na=ice-pwd:abcdefghijklmnopqrstuvwx\n\
+         a=candidate:1 1 udp 2130706431 {NAME} {} typ host\n",
+        peer.local_addr().unwrap().port()
+    );
+    let checked = std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        let n = peer.recv(&mut buf).unwrap();
+        buf[..2] == [0, 1] && n >= 20 // a STUN Binding request
+    });
+    let server = server.to_string();
+    let out = run_alone(
+        floe_ice(&[
+            "--controlling",
+            "--timeout",
+            "2",
+            "--host-ip",
+            "127.0.0.1",
+            "--mdns-server",
+            &server,
+        ]),
+        &input,
+        false,
+        LIMIT,
+    );
+    assert_eq!(
+        out.code,
+        Some(3),
+        "no answer to the check: a timeout. {out:?}"
+    );
+    answered.join().unwrap();
+    assert!(
+        checked.join().unwrap(),
+        "a check reached the resolved address"
+    );
+}

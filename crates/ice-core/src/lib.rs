@@ -27,7 +27,8 @@
 //! * RFC 8421: interleaved IPv6/IPv4 local preferences for multihomed hosts.
 //! * RFC 8839: `a=candidate` and the ICE attribute lines ([`sdp`]).
 //! * draft-ietf-mmusic-mdns-ice-candidates: `.local` remote candidates surfaced as
-//!   [`Event::ResolveMdns`].
+//!   [`Event::ResolveMdns`], and a Sans-IO one-shot mDNS querier to resolve them
+//!   ([`mdns::MdnsResolver`], RFC 6762 §5.1 and §6.7).
 //!
 //! Not yet: server-reflexive and relayed TCP candidates (RFC 6544 §5), freeing unused
 //! candidates (RFC 8445 §8.3), keeping server-reflexive bindings alive through
@@ -49,6 +50,7 @@ mod demux;
 mod error;
 mod events;
 mod gathering;
+pub mod mdns;
 mod pacer;
 mod pair;
 pub mod priority;

@@ -98,7 +98,7 @@ fn unresolvable_names_are_dropped() {
             "candidate:1 1 udp 2113937151 x1.local 6000 typ host",
         )
         .unwrap();
-    assert_eq!(p.net.agent(a).mdns_failed("x1.local"), Ok(1));
+    assert_eq!(p.net.agent(a).mdns_failed(now, "x1.local"), Ok(1));
     assert_eq!(
         p.net
             .agent(a)
@@ -114,4 +114,36 @@ fn unresolvable_names_are_dropped() {
         ),
         Err(ice_core::RemoteCandidateError::UnresolvedName)
     );
+}
+
+/// RFC 8838 §8 with mDNS names: a checklist whose only remote candidate waits for its name
+/// does not fail at the peer's end-of-candidates; it fails once the name is given up.
+#[test]
+fn a_pending_name_holds_off_failure_until_given_up() {
+    let mut p = host_pair(1, 211);
+    p.net.signalling.clear();
+    let (a, s) = (p.a, p.stream);
+    let now = p.net.now;
+    p.net
+        .agent(a)
+        .add_remote_candidate_str(
+            now,
+            s,
+            "candidate:1 1 udp 2113937151 x2.local 6000 typ host",
+        )
+        .unwrap();
+    p.net
+        .agent(a)
+        .end_of_remote_candidates(now, s, None)
+        .unwrap();
+    p.net.run_for(Duration::from_secs(3));
+    assert_ne!(
+        p.net.state(a),
+        ConnectionState::Failed,
+        "the name may still resolve"
+    );
+    let now = p.net.now;
+    assert_eq!(p.net.agent(a).mdns_failed(now, "x2.local"), Ok(1));
+    p.net.flush();
+    assert_eq!(p.net.state(a), ConnectionState::Failed);
 }

@@ -5,6 +5,7 @@ use crate::net::{AddressFilter, bind_udp, host_addresses};
 use crate::os;
 use crate::turn::tls::client_config_from_pem;
 use core::marker::PhantomData;
+use ice_core::mdns::{MDNS_IPV4, MdnsConfig, MdnsResolver};
 use ice_core::{Agent, AgentConfig, Role, StreamId, TcpType, TransportProtocol, TurnServer};
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
@@ -19,6 +20,23 @@ enum TlsSource {
     File(PathBuf),
     /// A ready configuration.
     Config(Arc<rustls::ClientConfig>),
+}
+
+/// How the peer's mDNS candidates (`<uuid>.local` names, which browsers signal instead of
+/// their host addresses) are resolved; see [`Builder::mdns`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MdnsResolution {
+    /// One-shot mDNS queries to `224.0.0.251:5353` from a UDP socket of their own (RFC 6762
+    /// §5.1), with multicast TTL 255; the responders answer that socket directly (§6.7).
+    /// The default.
+    #[default]
+    Multicast,
+    /// The same queries sent to one responder's unicast address instead, and only its
+    /// answers taken: a local mDNS proxy, or a test responder.
+    Server(SocketAddr),
+    /// No resolution: candidates with `.local` names are dropped.
+    Off,
 }
 
 /// Settings for an ICE agent on real sockets, from
@@ -40,6 +58,7 @@ pub struct Builder<F> {
     pub(super) relay_only: bool,
     seed: Option<u64>,
     pub(super) close_timeout: Duration,
+    mdns: MdnsResolution,
     flavour: PhantomData<F>,
 }
 
@@ -59,6 +78,7 @@ impl<F> Default for Builder<F> {
             relay_only: false,
             seed: None,
             close_timeout: Duration::from_secs(2),
+            mdns: MdnsResolution::Multicast,
             flavour: PhantomData,
         }
     }
@@ -76,6 +96,8 @@ pub(super) struct Prepared {
     pub(super) listeners: Vec<TcpListener>,
     /// Trust for TURN servers over TLS.
     pub(super) tls: Option<Arc<rustls::ClientConfig>>,
+    /// The socket of the mDNS querier, if names are resolved (not a host candidate).
+    pub(super) mdns_socket: Option<UdpSocket>,
 }
 
 impl<F> Builder<F> {
@@ -238,6 +260,15 @@ impl<F> Builder<F> {
         self
     }
 
+    /// How the peer's `.local` candidate names are resolved (default: mDNS multicast
+    /// queries on the local network; see [`MdnsResolution`]). A name resolves within the
+    /// querier's timeout (5 s: queries at 0, 1 and 3 s) or its candidates are dropped; the
+    /// other candidates are checked meanwhile.
+    pub fn mdns(mut self, mdns: MdnsResolution) -> Self {
+        self.mdns = mdns;
+        self
+    }
+
     /// How long `close` waits for TURN servers to confirm the release (default 2 s).
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
@@ -277,12 +308,48 @@ impl<F> Builder<F> {
             return Err(hosts.refused.unwrap_or(IceError::NoHostCandidates));
         }
         agent.finish_host_candidates(now);
+        let mut machine = AgentMachine::new(agent, stream, self.relay_only);
+        let mdns_socket = match self.mdns_querier()? {
+            Some((socket, config)) => {
+                let local = socket.local_addr()?;
+                // The querier's IDs come from the same seed as the agent's randomness.
+                let resolver = MdnsResolver::new(config, seed ^ MDNS_SEED);
+                machine = machine.with_mdns(local, resolver);
+                Some(socket)
+            }
+            None => None,
+        };
         Ok(Prepared {
-            machine: AgentMachine::new(agent, stream, self.relay_only),
+            machine,
             sockets: hosts.sockets,
             listeners: hosts.listeners,
             tls,
+            mdns_socket,
         })
+    }
+
+    /// The mDNS querier's socket and configuration, unless resolution is off.
+    fn mdns_querier(&self) -> Result<Option<(UdpSocket, MdnsConfig)>, IceError> {
+        let server = match self.mdns {
+            MdnsResolution::Off => return Ok(None),
+            MdnsResolution::Multicast => MDNS_IPV4,
+            MdnsResolution::Server(server) => server,
+        };
+        let bind = match (server.ip().is_loopback(), server.is_ipv4()) {
+            (true, _) => SocketAddr::new(server.ip(), 0),
+            (false, true) => SocketAddr::from(([0, 0, 0, 0], 0)),
+            (false, false) => SocketAddr::from(([0u16; 8], 0)),
+        };
+        let socket = UdpSocket::bind(bind)?;
+        if server.ip().is_multicast() {
+            // RFC 6762 §11: mDNS packets are sent with IP TTL 255.
+            socket.set_multicast_ttl_v4(255)?;
+        }
+        let config = MdnsConfig {
+            server,
+            ..MdnsConfig::default()
+        };
+        Ok(Some((socket, config)))
     }
 
     /// The host addresses: the given ones, or the interfaces' in RFC 8421 order.
@@ -400,6 +467,9 @@ impl Hosts {
         }
     }
 }
+
+/// Mixed into the agent's seed for the mDNS querier's.
+const MDNS_SEED: u64 = 0x6d64_6e73_0000_0001;
 
 /// The port an active TCP candidate is signalled with (RFC 6544 §4.5), used as its name.
 const ACTIVE_PORT: u16 = 9;

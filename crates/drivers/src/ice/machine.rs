@@ -4,8 +4,11 @@
 use super::IceError;
 use crate::machine::Machine;
 use core::fmt;
+use ice_core::mdns::{MdnsOutcome, MdnsResolver};
 use ice_core::sdp::CandidateLine;
-use ice_core::{Agent, Candidate, CandidateType, Event, Input, Received, StreamId, Transmit};
+use ice_core::{
+    Agent, Candidate, CandidateType, Event, Input, Received, StreamId, Transmit, TransportProtocol,
+};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -73,6 +76,11 @@ pub struct AgentMachine {
     out: VecDeque<IceOutput>,
     closing: bool,
     released: bool,
+    /// The mDNS querier and the local address of its socket, when names are resolved.
+    mdns: Option<(SocketAddr, MdnsResolver)>,
+    /// The latest time the machine was given, for the querier's timers when an event asks
+    /// for a name.
+    now: Option<Instant>,
 }
 
 impl AgentMachine {
@@ -95,6 +103,43 @@ impl AgentMachine {
             out: VecDeque::new(),
             closing: false,
             released: false,
+            mdns: None,
+            now: None,
+        }
+    }
+
+    /// Resolves the peer's mDNS candidate names with `resolver`, whose queries go out of the
+    /// driver's UDP socket bound to `local` (and whose answers arrive there). Without this,
+    /// candidates with `.local` names are dropped.
+    pub fn with_mdns(mut self, local: SocketAddr, resolver: MdnsResolver) -> AgentMachine {
+        self.mdns = Some((local, resolver));
+        self
+    }
+
+    /// The local address of the mDNS socket, if names are resolved.
+    pub fn mdns_socket(&self) -> Option<SocketAddr> {
+        self.mdns.as_ref().map(|(local, _)| *local)
+    }
+
+    /// Hands the querier's outcomes to the agent.
+    fn apply_mdns(&mut self, now: Instant) {
+        let Some((_, resolver)) = &mut self.mdns else {
+            return;
+        };
+        while let Some(outcome) = resolver.poll_outcome() {
+            let result = match &outcome {
+                MdnsOutcome::Resolved { name, ip } => {
+                    tracing::debug!(%name, %ip, "mDNS name resolved");
+                    self.agent.resolved_mdns(now, name, *ip)
+                }
+                MdnsOutcome::Failed { name } => {
+                    tracing::debug!(%name, "mDNS name not resolved: its candidates dropped");
+                    self.agent.mdns_failed(now, name)
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(?outcome, error = %e, "mDNS outcome not applied");
+            }
         }
     }
 
@@ -137,6 +182,7 @@ impl AgentMachine {
 
     /// Adds a remote candidate from its SDP line (`a=candidate:...` or `candidate:...`).
     pub fn add_remote_candidate(&mut self, now: Instant, line: &str) -> Result<(), IceError> {
+        self.now = Some(now);
         let line = line.trim();
         Ok(self
             .agent
@@ -183,10 +229,20 @@ impl AgentMachine {
             }
             Event::LocalEndOfCandidates { .. } => Some(IceOutput::EndOfCandidates),
             Event::ResolveMdns { name } => {
-                // This driver has no mDNS resolver: the candidates waiting on the name are
-                // dropped at once rather than held forever.
-                tracing::debug!(%name, "mDNS candidate dropped: no resolver");
-                let _ = self.agent.mdns_failed(&name);
+                match (&mut self.mdns, self.now) {
+                    (Some((_, resolver)), Some(now)) => {
+                        resolver.resolve(now, &name);
+                        self.apply_mdns(now);
+                    }
+                    _ => {
+                        // No resolver: the candidates waiting on the name are dropped at
+                        // once rather than held forever.
+                        tracing::debug!(%name, "mDNS candidate dropped: no resolver");
+                        if let Some(now) = self.now {
+                            let _ = self.agent.mdns_failed(now, &name);
+                        }
+                    }
+                }
                 None
             }
             other => Some(IceOutput::Event(other)),
@@ -198,6 +254,15 @@ impl Machine for AgentMachine {
     type Event = IceOutput;
 
     fn handle_input(&mut self, now: Instant, input: Input<'_>) {
+        self.now = Some(now);
+        if let Some((local, resolver)) = &mut self.mdns {
+            if input.destination == *local {
+                if resolver.handle_input(input.source, input.data) {
+                    self.apply_mdns(now);
+                }
+                return;
+            }
+        }
         if !self.allowed(input.source) {
             return;
         }
@@ -210,10 +275,25 @@ impl Machine for AgentMachine {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        self.now = Some(now);
         self.agent.handle_timeout(now);
+        if let Some((_, resolver)) = &mut self.mdns {
+            resolver.handle_timeout(now);
+            self.apply_mdns(now);
+        }
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
+        if let Some((local, resolver)) = &mut self.mdns {
+            if let Some((destination, payload)) = resolver.poll_transmit() {
+                return Some(Transmit {
+                    transport: TransportProtocol::Udp,
+                    source: *local,
+                    destination,
+                    payload,
+                });
+            }
+        }
         loop {
             let t = self.agent.poll_transmit()?;
             if self.allowed(t.destination) {
@@ -240,6 +320,10 @@ impl Machine for AgentMachine {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.agent.poll_timeout()
+        let mdns = self.mdns.as_ref().and_then(|(_, r)| r.poll_timeout());
+        match (self.agent.poll_timeout(), mdns) {
+            (Some(a), Some(m)) => Some(a.min(m)),
+            (a, m) => a.or(m),
+        }
     }
 }

@@ -315,3 +315,179 @@ mod ice_tcp {
         conn.close().unwrap();
     }
 }
+
+/// mDNS candidates (draft-ietf-mmusic-mdns-ice-candidates) resolved by the drivers, against
+/// a responder on loopback that answers the way RFC 6762 §6.7 has responders answer one-shot
+/// queries: to the querying port, with the query's ID.
+mod mdns {
+    use super::*;
+    use crate::ice::MdnsResolution;
+    use std::net::{SocketAddr, UdpSocket};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const NAME: &str = "3a0e9f5c-4d1b-4c61-9d59-5b0b6a1f7e21.local";
+
+    /// A responder knowing `name` as `ip`, until `stop` queries have come (it runs on a
+    /// thread). Returns its address and the count of queries seen.
+    fn responder(name: &'static str, ip: [u8; 4]) -> (SocketAddr, Arc<AtomicUsize>) {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(20 * SECOND)).unwrap();
+        let addr = socket.local_addr().unwrap();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while let Ok((n, from)) = socket.recv_from(&mut buf) {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let q = &buf[..n];
+                // The first question's name, written out (queries do not compress).
+                let mut at = 12;
+                let mut labels = Vec::new();
+                while at < n && q[at] != 0 {
+                    let len = usize::from(q[at]);
+                    labels.push(String::from_utf8_lossy(&q[at + 1..at + 1 + len]).into_owned());
+                    at += 1 + len;
+                }
+                if !labels.join(".").eq_ignore_ascii_case(name) {
+                    continue;
+                }
+                let question_end = at + 1 + 4;
+                let mut reply = q[..question_end].to_vec();
+                reply[2..4].copy_from_slice(&[0x84, 0]); // response, authoritative
+                reply[4..12].copy_from_slice(&[0, 1, 0, 1, 0, 0, 0, 0]); // 1 question, 1 answer
+                reply.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 10, 0, 4]);
+                reply.extend_from_slice(&ip);
+                let _ = socket.send_to(&reply, from);
+            }
+        });
+        (addr, seen)
+    }
+
+    /// `line` with its connection address replaced by `name`.
+    fn hide_address(line: &str, name: &str) -> String {
+        let mut fields: Vec<&str> = line.split(' ').collect();
+        fields[4] = name;
+        fields.join(" ")
+    }
+
+    fn agents(server: SocketAddr) -> (blocking::IceAgent, blocking::IceAgent) {
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let a = blocking::IceAgent::builder()
+            .controlling(true)
+            .host_ips([ip])
+            .mdns(MdnsResolution::Server(server))
+            .build()
+            .unwrap();
+        let b = blocking::IceAgent::builder()
+            .host_ips([ip])
+            .mdns(MdnsResolution::Off)
+            .build()
+            .unwrap();
+        (a, b)
+    }
+
+    /// Signals B to A with B's candidates under `name`, and A to B as they are.
+    fn signal(a: &mut blocking::IceAgent, b: &mut blocking::IceAgent, name: &str) {
+        let (ca, cb) = (gather(a), gather(b));
+        let (creds_a, creds_b) = (a.local_credentials().clone(), b.local_credentials().clone());
+        a.set_remote_credentials(&creds_b.ufrag, &creds_b.pwd)
+            .unwrap();
+        b.set_remote_credentials(&creds_a.ufrag, &creds_a.pwd)
+            .unwrap();
+        for c in &cb {
+            a.add_remote_candidate(&hide_address(&c.sdp(), name))
+                .unwrap();
+        }
+        for c in &ca {
+            b.add_remote_candidate(&c.sdp()).unwrap();
+        }
+        a.end_of_remote_candidates().unwrap();
+    }
+
+    #[test]
+    fn a_peer_behind_an_mdns_name_is_reached() {
+        let (server, seen) = responder(NAME, [127, 0, 0, 1]);
+        let (mut a, mut b) = agents(server);
+        let b_addr = b.local_addrs()[0];
+        signal(&mut a, &mut b, NAME);
+        let echo = std::thread::spawn(move || {
+            let mut conn = b.connect(10 * SECOND).unwrap();
+            let got = conn.recv(10 * SECOND).unwrap();
+            conn.send(&got).unwrap();
+            conn.poll(SECOND / 5).unwrap();
+            got
+        });
+        let mut conn = a.connect(10 * SECOND).unwrap();
+        let (_, remote) = conn.selected_pair();
+        assert_eq!(remote.address, b_addr, "the name's address, B's port");
+        conn.send(b"ping").unwrap();
+        assert_eq!(conn.recv(10 * SECOND).unwrap(), b"ping");
+        assert_eq!(echo.join().unwrap(), b"ping");
+        assert_eq!(seen.load(Ordering::SeqCst), 1, "one query answered at once");
+        conn.close().unwrap();
+    }
+
+    #[test]
+    fn an_unanswered_name_is_given_up_and_ice_fails() {
+        // The responder knows another name only: the queries go unanswered.
+        let (server, seen) = responder("other.local", [127, 0, 0, 1]);
+        let (mut a, mut b) = agents(server);
+        signal(&mut a, &mut b, NAME);
+        let started = std::time::Instant::now();
+        match a.connect(20 * SECOND) {
+            Err(IceError::Failed) => {}
+            other => panic!("{other:?}"),
+        }
+        let took = started.elapsed();
+        assert!(
+            took >= 4 * SECOND,
+            "failed only after the querier's timeout: {took:?}"
+        );
+        assert_eq!(seen.load(Ordering::SeqCst), 3, "queries at 0, 1 and 3 s");
+    }
+
+    #[cfg(feature = "tokio")]
+    #[::tokio::test]
+    async fn the_tokio_flavour_resolves_too() {
+        use crate::ice::tokio::IceAgent;
+        let (server, seen) = responder(NAME, [127, 0, 0, 1]);
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let a = IceAgent::builder()
+            .controlling(true)
+            .host_ips([ip])
+            .mdns(MdnsResolution::Server(server))
+            .build()
+            .await
+            .unwrap();
+        let b = IceAgent::builder()
+            .host_ips([ip])
+            .mdns(MdnsResolution::Off)
+            .build()
+            .await
+            .unwrap();
+        let b_addr = b.local_addrs()[0];
+        let (ca, cb) = (a.local_credentials().clone(), b.local_credentials().clone());
+        a.set_remote_credentials(&cb.ufrag, &cb.pwd).await.unwrap();
+        b.set_remote_credentials(&ca.ufrag, &ca.pwd).await.unwrap();
+        while let Some(c) = b.next_candidate().await {
+            a.add_remote_candidate(&hide_address(&c.sdp(), NAME))
+                .await
+                .unwrap();
+        }
+        while let Some(c) = a.next_candidate().await {
+            b.add_remote_candidate(&c.sdp()).await.unwrap();
+        }
+        a.end_of_remote_candidates().await.unwrap();
+        b.end_of_remote_candidates().await.unwrap();
+        let wait = ::tokio::time::timeout(10 * SECOND, async {
+            let (x, y) = ::tokio::join!(a.connect(), b.connect());
+            (x.unwrap(), y.unwrap())
+        });
+        let (conn_a, conn_b) = wait.await.expect("connected in time");
+        assert_eq!(conn_a.selected_pair().unwrap().1.address, b_addr);
+        conn_a.send(b"ping").await.unwrap();
+        assert_eq!(conn_b.recv().await.unwrap(), b"ping");
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+    }
+}

@@ -69,6 +69,7 @@ impl Builder<Tokio> {
             sockets,
             listeners,
             tls,
+            mdns_socket,
         } = self.prepare(os::now())?;
         let credentials = machine.agent().local_credentials().clone();
         let mut bound = Vec::with_capacity(sockets.len());
@@ -88,6 +89,12 @@ impl Builder<Tokio> {
             .map(|(a, _)| *a)
             .chain(listening.iter().map(|(a, _)| *a))
             .collect();
+        // The mDNS querier's socket is read and written like the host sockets, but is none.
+        if let Some(socket) = mdns_socket {
+            socket.set_nonblocking(true)?;
+            let local = socket.local_addr()?;
+            bound.push((local, UdpSocket::from_std(socket)?));
+        }
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (candidate_tx, candidates) = mpsc::unbounded_channel();
         let (data_tx, data) = mpsc::channel(DATA_QUEUE);

@@ -482,14 +482,20 @@ impl Agent {
         Ok(added)
     }
 
-    /// Gives up on an mDNS name that did not resolve: its candidates are dropped.
-    pub fn mdns_failed(&mut self, name: &str) -> Result<usize, MdnsError> {
+    /// Gives up on an mDNS name that did not resolve: its candidates are dropped. Returns
+    /// how many. A checklist does not fail while names of its stream are pending; after the
+    /// last one is given up it can (once the peer's end-of-candidates has come and every
+    /// pair is done).
+    pub fn mdns_failed(&mut self, now: Instant, name: &str) -> Result<usize, MdnsError> {
         let before = self.pending_mdns.len();
         self.pending_mdns
             .retain(|(_, l)| !l.address.to_string().eq_ignore_ascii_case(name));
         match before - self.pending_mdns.len() {
             0 => Err(MdnsError::UnknownName),
-            n => Ok(n),
+            n => {
+                self.update_states(now);
+                Ok(n)
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 use super::Agent;
 use crate::checklist::CheckListState;
 use crate::config::Role;
-use crate::events::{ConnectionState, Event, GatheringState};
+use crate::events::{ConnectionState, Event, GatheringState, StreamId};
 use crate::pair::{PairId, PairState};
 use crate::stream::Path;
 use std::time::Instant;
@@ -254,13 +254,16 @@ impl Agent {
 
     /// RFC 8445 §6.1.2.1, §7.2.5.4 with RFC 8838 §8: Completed when every component has a
     /// nominated pair; Failed when nothing is left to check, some component has no valid
-    /// pair, our gathering is over and the peer sent end-of-candidates; and, when the peer
+    /// pair, our gathering is over, the peer sent end-of-candidates and none of its mDNS
+    /// names is still being resolved; and, when the peer
     /// may still connect to a passive TCP candidate (RFC 6544 §6.2), `tcp_accept_wait` later.
     fn update_checklists(&mut self, now: Instant) {
         let gathered = self.gathering.state == GatheringState::Complete;
         let lite = self.config.lite;
         let accept_wait = self.config.tcp_accept_wait;
-        for s in &mut self.streams {
+        // A candidate whose mDNS name is still being resolved may yet give a pair.
+        let resolving: Vec<StreamId> = self.pending_mdns.iter().map(|(s, _)| *s).collect();
+        for (i, s) in self.streams.iter_mut().enumerate() {
             if s.checklist.state != CheckListState::Running {
                 continue;
             }
@@ -271,7 +274,12 @@ impl Agent {
                 s.checklist.state = CheckListState::Completed;
                 continue;
             }
-            if lite || !gathered || !s.remote_eoc || !s.checklist.all_done() {
+            if lite
+                || !gathered
+                || !s.remote_eoc
+                || !s.checklist.all_done()
+                || resolving.contains(&Agent::stream_id(i))
+            {
                 continue;
             }
             let all_valid = (1..=components).all(|c| s.checklist.best_valid(c).is_some());

@@ -94,6 +94,9 @@ impl Driver {
         for listener in prepared.listeners {
             driver.add_listener(listener)?;
         }
+        if let Some(socket) = prepared.mdns_socket {
+            driver.add_udp(socket)?;
+        }
         Ok(driver)
     }
 
@@ -119,9 +122,14 @@ impl Driver {
         Ok(())
     }
 
-    /// The UDP sockets' and the listeners' addresses.
+    /// The host sockets' addresses: UDP sockets, then listeners (not the mDNS socket).
     pub(super) fn local_addrs(&self) -> Vec<SocketAddr> {
-        let udp = self.udp.iter().map(|(a, _)| *a);
+        let mdns = self.machine.mdns_socket();
+        let udp = self
+            .udp
+            .iter()
+            .map(|(a, _)| *a)
+            .filter(|a| Some(*a) != mdns);
         udp.chain(self.listeners.iter().copied()).collect()
     }
 

@@ -131,6 +131,8 @@ impl Task {
             if self.publish() {
                 break;
             }
+            // Events can queue datagrams (an mDNS query for a remote candidate's name).
+            self.flush().await;
             let mut wake = [self.machine.poll_timeout(), self.close_deadline]
                 .into_iter()
                 .flatten()
