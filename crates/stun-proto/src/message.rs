@@ -412,7 +412,7 @@ impl<'a> Message<'a> {
 struct Found(u64);
 
 impl Found {
-    /// End of the ordinary attributes (see [`Message::plain_end`]'s field).
+    /// End of the ordinary attributes (`Message`'s `plain_end`).
     const PLAIN_END: u32 = 0;
     const MI: u32 = 1;
     const MI256: u32 = 2;
