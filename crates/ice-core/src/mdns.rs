@@ -91,12 +91,15 @@ pub enum MdnsOutcome {
     },
 }
 
+/// A DNS name as its labels, lowercased (names compare case-insensitively).
+type Labels = Vec<Vec<u8>>;
+
 /// One name being asked for.
 #[derive(Debug)]
 struct Query {
     /// The name as given, and its labels lowercased for matching.
     name: String,
-    labels: Vec<Vec<u8>>,
+    labels: Labels,
     id: u16,
     sent: usize,
     next: Instant,
@@ -176,7 +179,7 @@ impl MdnsResolver {
         if !self.is_responder(from) {
             return false;
         }
-        let Some(records) = parse_response(data) else {
+        let Some((id, records)) = parse_response(data) else {
             return false;
         };
         let mut resolved = false;
@@ -184,7 +187,7 @@ impl MdnsResolver {
             let Some(i) = self
                 .queries
                 .iter()
-                .position(|q| q.labels == name && q.id == records_id(data))
+                .position(|q| q.labels == name && q.id == id)
             else {
                 continue;
             };
@@ -250,22 +253,14 @@ impl MdnsResolver {
     }
 }
 
-/// The response's ID (callers have checked it has a header).
-fn records_id(data: &[u8]) -> u16 {
-    match data {
-        [a, b, ..] => u16::from_be_bytes([*a, *b]),
-        _ => 0,
-    }
-}
-
 /// The lowercased labels of a valid `.local` name (a trailing dot allowed): labels of 1 to
 /// 63 bytes, at most 255 bytes in all (RFC 1035 §2.3.4), the last one `local`.
-fn local_labels(name: &str) -> Option<Vec<Vec<u8>>> {
+fn local_labels(name: &str) -> Option<Labels> {
     let name = name.strip_suffix('.').unwrap_or(name);
     if name.len() > 253 {
         return None;
     }
-    let labels: Vec<Vec<u8>> = name
+    let labels: Labels = name
         .split('.')
         .map(|l| l.as_bytes().to_ascii_lowercase())
         .collect();
@@ -295,12 +290,13 @@ fn encode_query(id: u16, labels: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-/// The A and AAAA records of a well-formed DNS response with no error (RFC 1035 §4.1, RFC
-/// 6762 §18: opcode 0, response code 0), from all three record sections, as (lowercased
-/// name labels, address). Records with a TTL of 0 (goodbye, RFC 6762 §10.1) are left out.
+/// The ID and the A and AAAA records of a well-formed DNS response with no error (RFC 1035
+/// §4.1, RFC 6762 §18: opcode 0, response code 0), from all three record sections, as
+/// (lowercased name labels, address). Records with a TTL of 0 (goodbye, RFC 6762 §10.1) are left out.
 /// `None` for anything malformed.
-fn parse_response(data: &[u8]) -> Option<Vec<(Vec<Vec<u8>>, IpAddr)>> {
+fn parse_response(data: &[u8]) -> Option<(u16, Vec<(Labels, IpAddr)>)> {
     let header = data.get(..12)?;
+    let id = u16::from_be_bytes([header[0], header[1]]);
     let flags = u16::from_be_bytes([header[2], header[3]]);
     let is_response = flags & 0x8000 != 0;
     let opcode = (flags >> 11) & 0xF;
@@ -339,13 +335,13 @@ fn parse_response(data: &[u8]) -> Option<Vec<(Vec<Vec<u8>>, IpAddr)>> {
         };
         found.push((name, ip));
     }
-    Some(found)
+    Some((id, found))
 }
 
 /// A (possibly compressed, RFC 1035 §4.1.4) name at `at`: its lowercased labels, and where
 /// the bytes after it start. At most [`MAX_POINTERS`] pointers are followed and 255 bytes
 /// read, so loops and overlong names end as `None`.
-fn read_name(data: &[u8], mut at: usize) -> Option<(Vec<Vec<u8>>, usize)> {
+fn read_name(data: &[u8], mut at: usize) -> Option<(Labels, usize)> {
     let mut labels = Vec::new();
     let mut after = None;
     let mut pointers = 0;

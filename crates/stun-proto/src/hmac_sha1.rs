@@ -310,7 +310,7 @@ mod portable {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use alloc::vec::Vec;
     use hmac::{Hmac, Mac};
@@ -323,13 +323,15 @@ mod tests {
         mac
     }
 
-    /// Both lane kinds against the `hmac` crate, for key lengths around the block size (long
-    /// keys are hashed) and message lengths around every padding boundary, with the length
-    /// field patched, and with bytes past the covered part that must not leak into the MAC.
-    fn matches_the_hmac_crate<L: Lane>() {
+    /// The reference cases for a hand-built HMAC-SHA1: key lengths around the block size (long
+    /// keys are hashed), message lengths around every padding boundary, two length fields.
+    /// `check(key, msg, len, field, want)` gets each message as it is and with 1 to 100 bytes
+    /// after the covered `len` (the integrity attribute, or a builder's spare room), which must
+    /// not leak into the MAC; `want` is the `hmac` crate's MAC of `msg[..len]` with bytes 2..4
+    /// set to `field`.
+    pub(crate) fn reference_cases(mut check: impl FnMut(&[u8], &[u8], usize, u16, [u8; 20])) {
         for key_len in [0usize, 1, 16, 20, 55, 63, 64, 65, 100, 200] {
             let key: Vec<u8> = (0..key_len).map(|i| (i * 7 + 3) as u8).collect();
-            let pads = Sha1Pads::new(&key);
             for len in (0..200).chain([255, 256, 257, 1000]) {
                 let msg: Vec<u8> = (0..len).map(|i| (i * 13 + 1) as u8).collect();
                 for field in [0x1234u16, 0xffff] {
@@ -340,17 +342,28 @@ mod tests {
                     let mut reference = <Hmac<sha1::Sha1> as Mac>::new_from_slice(&key).unwrap();
                     reference.update(&patched);
                     let want: [u8; 20] = reference.finalize().into_bytes().into();
-                    let (got, ()) = pads.mac_with::<L, ()>(&msg, len, field, || ());
-                    assert_eq!(mac_bytes(got), want, "key {key_len} msg {len}");
+                    check(&key, &msg, len, field, want);
                     for extra in [1usize, 8, 63, 64, 100] {
                         let mut longer = msg.clone();
                         longer.extend((0..extra).map(|i| 0xA5 ^ i as u8));
-                        let (got, ()) = pads.mac_with::<L, ()>(&longer, len, field, || ());
-                        assert_eq!(mac_bytes(got), want, "key {key_len} msg {len} + {extra}");
+                        check(&key, &longer, len, field, want);
                     }
                 }
             }
         }
+    }
+
+    /// A lane kind against the `hmac` crate, on every reference case.
+    fn matches_the_hmac_crate<L: Lane>() {
+        reference_cases(|key, msg, len, field, want| {
+            let (got, ()) = Sha1Pads::new(key).mac_with::<L, ()>(msg, len, field, || ());
+            let (key_len, msg_len) = (key.len(), msg.len());
+            assert_eq!(
+                mac_bytes(got),
+                want,
+                "key {key_len} covered {len} of {msg_len}"
+            );
+        });
     }
 
     #[test]

@@ -46,6 +46,49 @@ fn gather(agent: &mut blocking::IceAgent) -> Vec<LocalCandidate> {
     out
 }
 
+/// Gathers both agents' candidates and signals each one's credentials, candidates and
+/// end-of-candidates to the other, B's candidate lines passed through `to_a` on their way to
+/// A. Returns the candidates (A's, B's).
+fn exchange(
+    a: &mut blocking::IceAgent,
+    b: &mut blocking::IceAgent,
+    to_a: impl Fn(&str) -> String,
+) -> (Vec<LocalCandidate>, Vec<LocalCandidate>) {
+    let (ca, cb) = (gather(a), gather(b));
+    let (creds_a, creds_b) = (a.local_credentials().clone(), b.local_credentials().clone());
+    a.set_remote_credentials(&creds_b.ufrag, &creds_b.pwd)
+        .unwrap();
+    b.set_remote_credentials(&creds_a.ufrag, &creds_a.pwd)
+        .unwrap();
+    for c in &cb {
+        a.add_remote_candidate(&to_a(&c.sdp())).unwrap();
+    }
+    for c in &ca {
+        b.add_remote_candidate(&c.sdp()).unwrap();
+    }
+    a.end_of_remote_candidates().unwrap();
+    b.end_of_remote_candidates().unwrap();
+    (ca, cb)
+}
+
+/// B, on a thread of its own (the blocking flavour runs inside its calls): connects within
+/// `connect`, sends back the first datagram, which must come within `recv`, closes, and
+/// returns it.
+fn echo_once(
+    b: blocking::IceAgent,
+    connect: Duration,
+    recv: Duration,
+) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut conn = b.connect(connect).unwrap();
+        let got = conn.recv(recv).unwrap();
+        conn.send(&got).unwrap();
+        conn.poll(SECOND / 5).unwrap();
+        conn.close().unwrap();
+        got
+    })
+}
+
 #[test]
 fn blocking_agents_connect_and_exchange_data() {
     let Some(ip) = own_ip() else { return };
@@ -58,31 +101,10 @@ fn blocking_agents_connect_and_exchange_data() {
         .host_ips([ip])
         .build()
         .unwrap();
-    let (ca, cb) = (gather(&mut a), gather(&mut b));
+    let (ca, _) = exchange(&mut a, &mut b, str::to_owned);
     assert_eq!(ca.len(), 1);
     assert!(ca[0].sdp().starts_with("a=candidate:"), "{}", ca[0]);
-    let (creds_a, creds_b) = (a.local_credentials().clone(), b.local_credentials().clone());
-    a.set_remote_credentials(&creds_b.ufrag, &creds_b.pwd)
-        .unwrap();
-    b.set_remote_credentials(&creds_a.ufrag, &creds_a.pwd)
-        .unwrap();
-    for c in &cb {
-        a.add_remote_candidate(&c.sdp()).unwrap();
-    }
-    for c in &ca {
-        b.add_remote_candidate(&c.sdp()).unwrap();
-    }
-    a.end_of_remote_candidates().unwrap();
-    b.end_of_remote_candidates().unwrap();
-    // The blocking flavour runs inside its calls: one thread per agent.
-    let echo = std::thread::spawn(move || {
-        let mut conn = b.connect(5 * SECOND).unwrap();
-        let got = conn.recv(5 * SECOND).unwrap();
-        conn.send(&got).unwrap();
-        conn.poll(SECOND / 5).unwrap();
-        conn.close().unwrap();
-        got
-    });
+    let echo = echo_once(b, 5 * SECOND, 5 * SECOND);
     let mut conn = a.connect(5 * SECOND).unwrap();
     let (local, remote) = conn.selected_pair();
     assert_eq!(
@@ -280,28 +302,8 @@ mod ice_tcp {
     #[test]
     fn blocking_agents_connect_over_tcp_only() {
         let (mut a, mut b) = (tcp_only(true), tcp_only(false));
-        let (ca, cb) = (gather(&mut a), gather(&mut b));
-        let (creds_a, creds_b) = (a.local_credentials().clone(), b.local_credentials().clone());
-        a.set_remote_credentials(&creds_b.ufrag, &creds_b.pwd)
-            .unwrap();
-        b.set_remote_credentials(&creds_a.ufrag, &creds_a.pwd)
-            .unwrap();
-        for c in &cb {
-            a.add_remote_candidate(&c.sdp()).unwrap();
-        }
-        for c in &ca {
-            b.add_remote_candidate(&c.sdp()).unwrap();
-        }
-        a.end_of_remote_candidates().unwrap();
-        b.end_of_remote_candidates().unwrap();
-        let echo = std::thread::spawn(move || {
-            let mut conn = b.connect(10 * SECOND).unwrap();
-            let got = conn.recv(5 * SECOND).unwrap();
-            conn.send(&got).unwrap();
-            conn.poll(SECOND / 5).unwrap();
-            conn.close().unwrap();
-            got
-        });
+        exchange(&mut a, &mut b, str::to_owned);
+        let echo = echo_once(b, 10 * SECOND, 5 * SECOND);
         let mut conn = a.connect(10 * SECOND).unwrap();
         let (local, remote) = conn.selected_pair();
         assert_eq!(
@@ -387,37 +389,13 @@ mod mdns {
         (a, b)
     }
 
-    /// Signals B to A with B's candidates under `name`, and A to B as they are.
-    fn signal(a: &mut blocking::IceAgent, b: &mut blocking::IceAgent, name: &str) {
-        let (ca, cb) = (gather(a), gather(b));
-        let (creds_a, creds_b) = (a.local_credentials().clone(), b.local_credentials().clone());
-        a.set_remote_credentials(&creds_b.ufrag, &creds_b.pwd)
-            .unwrap();
-        b.set_remote_credentials(&creds_a.ufrag, &creds_a.pwd)
-            .unwrap();
-        for c in &cb {
-            a.add_remote_candidate(&hide_address(&c.sdp(), name))
-                .unwrap();
-        }
-        for c in &ca {
-            b.add_remote_candidate(&c.sdp()).unwrap();
-        }
-        a.end_of_remote_candidates().unwrap();
-    }
-
     #[test]
     fn a_peer_behind_an_mdns_name_is_reached() {
         let (server, seen) = responder(NAME, [127, 0, 0, 1]);
         let (mut a, mut b) = agents(server);
         let b_addr = b.local_addrs()[0];
-        signal(&mut a, &mut b, NAME);
-        let echo = std::thread::spawn(move || {
-            let mut conn = b.connect(10 * SECOND).unwrap();
-            let got = conn.recv(10 * SECOND).unwrap();
-            conn.send(&got).unwrap();
-            conn.poll(SECOND / 5).unwrap();
-            got
-        });
+        exchange(&mut a, &mut b, |line| hide_address(line, NAME));
+        let echo = echo_once(b, 10 * SECOND, 10 * SECOND);
         let mut conn = a.connect(10 * SECOND).unwrap();
         let (_, remote) = conn.selected_pair();
         assert_eq!(remote.address, b_addr, "the name's address, B's port");
@@ -433,7 +411,7 @@ mod mdns {
         // The responder knows another name only: the queries go unanswered.
         let (server, seen) = responder("other.local", [127, 0, 0, 1]);
         let (mut a, mut b) = agents(server);
-        signal(&mut a, &mut b, NAME);
+        exchange(&mut a, &mut b, |line| hide_address(line, NAME));
         let started = std::time::Instant::now();
         match a.connect(20 * SECOND) {
             Err(IceError::Failed) => {}
