@@ -304,12 +304,32 @@ pub fn spawn(options: TurnServerOptions) -> io::Result<TurnServerHandle> {
     for addrs in [&listen, &listen_tcp, &listen_tls] {
         check_listeners_outside_relays(addrs, &config.relays)?;
     }
-    let (addrs, mut listeners) = bind_listeners(&listen, workers)?;
+    let udp = |a| {
+        let s = bind_udp(a, true).and_then(Socket::new)?;
+        s.set_recv_buffer(LISTEN_RECV_BUFFER);
+        Ok(s)
+    };
+    let (addrs, mut listeners) =
+        bind_per_worker(&listen, workers, &config.relays, udp, |s| Ok(s.local()))?;
     // RFC 6062: a ConnectionBind must reach the worker of its allocation; only worker 0
     // listens on streams then (see the module documentation).
     let stream_workers = if config.tcp_allocations { 1 } else { workers };
-    let (tcp_addrs, mut tcp_listeners) = bind_stream_listeners(&listen_tcp, stream_workers)?;
-    let (tls_addrs, mut tls_listeners) = bind_stream_listeners(&listen_tls, stream_workers)?;
+    let stream = |a| tcp::listen(a, stream_workers > 1);
+    let stream_local = |l: &std::net::TcpListener| l.local_addr();
+    let (tcp_addrs, mut tcp_listeners) = bind_per_worker(
+        &listen_tcp,
+        stream_workers,
+        &config.relays,
+        stream,
+        stream_local,
+    )?;
+    let (tls_addrs, mut tls_listeners) = bind_per_worker(
+        &listen_tls,
+        stream_workers,
+        &config.relays,
+        stream,
+        stream_local,
+    )?;
     for addrs in [&addrs, &tcp_addrs, &tls_addrs] {
         check_listeners_outside_relays(addrs, &config.relays)?;
     }
@@ -372,53 +392,37 @@ pub fn spawn(options: TurnServerOptions) -> io::Result<TurnServerHandle> {
     Ok(handle)
 }
 
-/// Binds every stream address on `workers` workers (with `SO_REUSEPORT` when more than
-/// one); port 0 becomes the port the first bind got.
-fn bind_stream_listeners(
+/// Binds every address once per worker, the binds after the first sharing its port (`bind`
+/// sets `SO_REUSEPORT` where it is wanted). Port 0 becomes the port the first bind got; the
+/// OS may pick any ephemeral port, so one inside a relay range of the same IP is given back
+/// and another taken (up to 64 times; [`check_listeners_outside_relays`] reports a clash
+/// left). Returns the bound addresses and each worker's sockets.
+fn bind_per_worker<S>(
     listen: &[SocketAddr],
     workers: usize,
-) -> io::Result<(Vec<SocketAddr>, Vec<Vec<std::net::TcpListener>>)> {
+    relays: &[RelayRange],
+    bind: impl Fn(SocketAddr) -> io::Result<S>,
+    local: impl Fn(&S) -> io::Result<SocketAddr>,
+) -> io::Result<(Vec<SocketAddr>, Vec<Vec<S>>)> {
     let mut addrs = Vec::with_capacity(listen.len());
-    let mut per_worker: Vec<Vec<std::net::TcpListener>> =
-        (0..workers).map(|_| Vec::new()).collect();
+    let mut per_worker: Vec<Vec<S>> = (0..workers).map(|_| Vec::new()).collect();
     for &addr in listen {
         let bind = |a: SocketAddr| {
-            tcp::listen(a, workers > 1)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))
+            bind(a).map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))
         };
-        let first = bind(addr)?;
-        let actual = first.local_addr()?;
-        per_worker[0].push(first);
-        for listeners in &mut per_worker[1..] {
-            listeners.push(bind(actual)?);
+        let mut first = bind(addr)?;
+        let mut actual = local(&first)?;
+        for _ in 0..64 {
+            if addr.port() != 0 || check_listeners_outside_relays(&[actual], relays).is_ok() {
+                break;
+            }
+            // The new socket is bound before the old one is dropped: another port.
+            first = bind(addr)?;
+            actual = local(&first)?;
         }
-        addrs.push(actual);
-    }
-    Ok((addrs, per_worker))
-}
-
-/// Binds every address once per worker with `SO_REUSEPORT`; port 0 becomes the port the
-/// first bind got. Returns the bound addresses and each worker's sockets.
-fn bind_listeners(
-    listen: &[SocketAddr],
-    workers: usize,
-) -> io::Result<(Vec<SocketAddr>, Vec<Vec<Socket>>)> {
-    let mut addrs = Vec::with_capacity(listen.len());
-    let mut per_worker: Vec<Vec<Socket>> = (0..workers).map(|_| Vec::new()).collect();
-    for &addr in listen {
-        let bind = |a: SocketAddr| {
-            bind_udp(a, true)
-                .and_then(Socket::new)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))
-        };
-        let first = bind(addr)?;
-        let actual = first.local();
-        first.set_recv_buffer(LISTEN_RECV_BUFFER);
         per_worker[0].push(first);
         for sockets in &mut per_worker[1..] {
-            let s = bind(actual)?;
-            s.set_recv_buffer(LISTEN_RECV_BUFFER);
-            sockets.push(s);
+            sockets.push(bind(actual)?);
         }
         addrs.push(actual);
     }
@@ -517,5 +521,28 @@ mod tests {
         assert!(check_listeners_outside_relays(&[ok, other_ip], &relays).is_ok());
         assert!(check_listeners_outside_relays(&[inside], &relays).is_err());
         assert!(check_listeners_outside_relays(&[wildcard], &relays).is_err());
+    }
+
+    /// Port 0: a port the OS picks inside a relay range is traded for another; when every
+    /// port is inside, the binding gives up after its tries and the clash is left for the
+    /// check to report.
+    #[test]
+    fn port_zero_listeners_avoid_relay_ranges() {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let udp = |a| bind_udp(a, true);
+        let local = |s: &std::net::UdpSocket| s.local_addr();
+        // Half the ephemeral ports (32768-60999 on Linux) are relay ports here.
+        let half = [range("127.0.0.1", 32768..=46883)];
+        for _ in 0..50 {
+            let (addrs, sockets) = bind_per_worker(&[any], 2, &half, udp, local).unwrap();
+            assert!(
+                check_listeners_outside_relays(&addrs, &half).is_ok(),
+                "{addrs:?}"
+            );
+            assert_eq!(sockets.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1]);
+        }
+        let all = [range("127.0.0.1", 1024..=65535)];
+        let (addrs, _) = bind_per_worker(&[any], 1, &all, udp, local).unwrap();
+        assert!(check_listeners_outside_relays(&addrs, &all).is_err());
     }
 }
