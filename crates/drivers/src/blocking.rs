@@ -88,7 +88,13 @@ impl<M: Machine> Runner<M> {
         let (reader, tx, stop) = (socket.clone(), self.tx.clone(), self.stop.clone());
         let handle = std::thread::Builder::new()
             .name(format!("floe-udp-{local}"))
-            .spawn(move || read_loop(&reader, local, &tx, &stop))?;
+            .spawn(move || {
+                read_loop(&reader, local, &tx, &stop, |remote, data| Datagram {
+                    local,
+                    remote,
+                    data,
+                })
+            })?;
         self.readers.push(handle);
         self.sockets.push((local, socket));
         Ok(local)
@@ -249,24 +255,26 @@ pub(crate) fn timer_step<M: Machine>(
     }
 }
 
-fn read_loop(socket: &UdpSocket, local: SocketAddr, tx: &SyncSender<Datagram>, stop: &AtomicBool) {
+/// Reads `socket` (bound to `local`) until `stop`, posting each datagram to `tx` as
+/// `post(remote, bytes)` wraps it; drops it when the queue is full, returns when the loop is
+/// gone. The blocking runners' UDP reader threads all run this.
+pub(crate) fn read_loop<T>(
+    socket: &UdpSocket,
+    local: SocketAddr,
+    tx: &SyncSender<T>,
+    stop: &AtomicBool,
+    post: impl Fn(SocketAddr, Vec<u8>) -> T,
+) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     while !stop.load(Ordering::Relaxed) {
         match socket.recv_from(&mut buf) {
-            Ok((n, remote)) => {
-                let d = Datagram {
-                    local,
-                    remote,
-                    data: buf[..n].to_vec(),
-                };
-                match tx.try_send(d) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_)) => {
-                        tracing::debug!(%local, "queue full, datagram dropped")
-                    }
-                    Err(TrySendError::Disconnected(_)) => return,
+            Ok((n, remote)) => match tx.try_send(post(remote, buf[..n].to_vec())) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    tracing::debug!(%local, "queue full, datagram dropped")
                 }
-            }
+                Err(TrySendError::Disconnected(_)) => return,
+            },
             Err(e)
                 if matches!(
                     e.kind(),

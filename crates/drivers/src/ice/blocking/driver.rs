@@ -7,7 +7,7 @@
 //! It is [`blocking::Runner`](crate::blocking::Runner)'s loop with streams added: ICE-TCP
 //! and TURN over TCP/TLS need listeners and connections, which that runner does not have.
 
-use crate::blocking::{Stopped, TimerStep, timer_step};
+use crate::blocking::{Stopped, TimerStep, read_loop, timer_step};
 use crate::ice::builder::Prepared;
 use crate::ice::conns::{Action, Conns, Io, OpenRequest};
 use crate::ice::{AgentMachine, IceOutput};
@@ -19,12 +19,10 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 use stun_proto::framing::Framing;
 
-/// Largest datagram read.
-const MAX_DATAGRAM: usize = 65_536;
 /// How long a UDP reader blocks before checking whether it should stop.
 const READ_POLL: Duration = Duration::from_millis(100);
 /// Posts queued for the loop; UDP readers drop datagrams beyond it, connections wait.
@@ -107,7 +105,15 @@ impl Driver {
         let (reader, tx, stop) = (socket.clone(), self.tx.clone(), self.stop.clone());
         std::thread::Builder::new()
             .name(format!("floe-udp-{local}"))
-            .spawn(move || read_udp(&reader, local, &tx, &stop))?;
+            .spawn(move || {
+                read_loop(&reader, local, &tx, &stop, |remote, data| {
+                    Incoming::Datagram {
+                        local,
+                        remote,
+                        data,
+                    }
+                })
+            })?;
         self.udp.push((local, socket));
         Ok(())
     }
@@ -331,35 +337,6 @@ fn open_and_read(request: OpenRequest, timeout: Duration, tx: &SyncSender<Incomi
         Err(e) => {
             let reason = e.to_string();
             let _ = tx.send(Incoming::Io(Io::Failed { token, reason }));
-        }
-    }
-}
-
-fn read_udp(socket: &UdpSocket, local: SocketAddr, tx: &SyncSender<Incoming>, stop: &AtomicBool) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    while !stop.load(Ordering::Relaxed) {
-        match socket.recv_from(&mut buf) {
-            Ok((n, remote)) => {
-                let d = Incoming::Datagram {
-                    local,
-                    remote,
-                    data: buf[..n].to_vec(),
-                };
-                match tx.try_send(d) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_)) => {
-                        tracing::debug!(%local, "queue full, datagram dropped")
-                    }
-                    Err(TrySendError::Disconnected(_)) => return,
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            // ICMP errors surface as ConnectionRefused on some platforms: keep reading.
-            Err(e) => tracing::debug!(%local, error = %e, "recv failed"),
         }
     }
 }
